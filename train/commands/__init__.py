@@ -1,0 +1,1 @@
+"""Sub-commands of ``lus-train`` (one module each, see ``train.cli``)."""
