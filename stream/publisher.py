@@ -1,0 +1,117 @@
+"""The ZeroMQ PUB side: non-blocking sends, bounded queues, loopback-only binding, recording.
+
+A subscriber that stops reading must cost the engine nothing: the PUB socket has a small send
+high-water mark (``SNDHWM``), every send is ``NOBLOCK`` and a full queue drops the message for the
+slow subscriber (ZeroMQ's PUB semantics) and counts it; ``LINGER`` is short so that closing never
+waits on a dead peer. Several lanes publish from their own threads, so sends are serialised by a
+lock (a ZeroMQ socket is not thread-safe); the recorder is appended under the same lock, so the
+file holds messages in publish order.
+
+Binding to any address other than loopback is refused: frames and results are patient data, and
+transport security (CURVE) arrives with the security issue, which hooks in at
+:func:`check_bind_address`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import zmq
+
+from stream import wire
+from stream.recorder import Recorder
+
+DEFAULT_PUB = "tcp://127.0.0.1:5555"
+DEFAULT_SNDHWM = 64
+DEFAULT_LINGER_MS = 100
+
+log = logging.getLogger(__name__)
+
+
+class BindRefused(ValueError):
+    """The endpoint would expose the stream beyond this host without transport security."""
+
+
+def check_bind_address(endpoint: str, what: str = "socket") -> None:
+    """Refuse anything but loopback (``tcp://127.x.x.x``, ``[::1]``, ``localhost``, ipc, inproc)."""
+    parsed = urlparse(endpoint)
+    if parsed.scheme in ("ipc", "inproc"):
+        return
+    if parsed.scheme != "tcp":
+        raise BindRefused(f"{what} endpoint {endpoint!r}: only tcp://, ipc:// and inproc:// are supported")
+    host = parsed.hostname or ""
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise BindRefused(
+            f"refusing to bind the {what} to {endpoint!r}: frames and results are patient data and "
+            "this build has no transport security yet. Bind to tcp://127.0.0.1:PORT and reach it "
+            "through an SSH tunnel (ssh -L PORT:127.0.0.1:PORT host)."
+        )
+
+
+class Publisher:
+    """Publishes wire messages on a PUB socket and appends them to an optional recorder."""
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_PUB,
+        stream_id: str = "lus",
+        recorder: Recorder | None = None,
+        sndhwm: int = DEFAULT_SNDHWM,
+        linger_ms: int = DEFAULT_LINGER_MS,
+        validate: bool = True,
+        context: zmq.Context | None = None,
+    ) -> None:
+        check_bind_address(endpoint, "PUB socket")
+        self.endpoint = endpoint
+        self.stream_id = stream_id
+        self.recorder = recorder
+        self.validate = validate
+        self.sent: dict[str, int] = {}
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.PUB)
+        self._sock.setsockopt(zmq.SNDHWM, int(sndhwm))
+        self._sock.setsockopt(zmq.LINGER, int(linger_ms))
+        try:
+            self._sock.bind(endpoint)
+        except zmq.ZMQError as err:
+            self._sock.close(0)
+            msg = f"cannot bind the PUB socket to {endpoint}: {err} (is another engine running?)"
+            raise OSError(msg) from err
+        self.closed = False
+
+    def publish(self, topic: str, msg: dict[str, Any], payloads: Sequence[bytes] = ()) -> int:
+        """Stamp ``t_publish_ns``, validate, send without blocking, record. Returns t_publish_ns."""
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("publisher is closed")
+            msg["t_publish_ns"] = max(time.monotonic_ns(), int(msg.get("t_capture_ns", 0)))
+            parts = wire.encode(topic, msg, payloads, check=self.validate)
+            try:
+                self._sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+                self.sent[topic] = self.sent.get(topic, 0) + 1
+            except zmq.Again:  # HWM reached with no peer able to take it: drop, never block
+                self.dropped += 1
+            if self.recorder is not None:
+                self.recorder.append(topic, msg, payloads)
+            return msg["t_publish_ns"]
+
+    def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self._sock.close(linger=DEFAULT_LINGER_MS)

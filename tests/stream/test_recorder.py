@@ -1,0 +1,60 @@
+"""The recorder: messages round-trip through the file; a cut tail is dropped, not fatal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream import wire
+from stream.recorder import Recorder, read_results, results_path
+
+
+def _write(path: Path, n: int) -> list[tuple[str, dict, list[bytes]]]:
+    written = []
+    with Recorder(path, "test", meta={"source": "unit"}) as rec:
+        for i in range(n):
+            topic = ("frame", "video", "seg", "status")[i % 4]
+            msg, payloads = wire.example(topic, seq=i)
+            rec.append(topic, msg, payloads)
+            written.append((topic, msg, payloads))
+    return written
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = results_path(tmp_path, "probe 1/a")
+    assert path.name.endswith(".lusr.msgpack") and "/" not in path.name[:-1]
+    written = _write(path, 12)
+    res = read_results(path, validate=True)
+    assert res.header["stream_id"] == "test" and res.header["meta"] == {"source": "unit"}
+    assert res.truncated_bytes == 0 and res.error is None
+    assert [(r.topic, r.msg, r.payloads) for r in res] == written
+    assert [r.msg["seq"] for r in res.topic("frame")] == [0, 4, 8]
+
+
+@pytest.mark.parametrize("cut", [1, 7, 100])
+def test_truncated_tail_is_tolerated(tmp_path: Path, cut: int) -> None:
+    path = tmp_path / "r.lusr.msgpack"
+    written = _write(path, 10)
+    data = path.read_bytes()
+    path.write_bytes(data[:-cut])
+    res = read_results(path)
+    assert res.truncated_bytes > 0
+    assert [(r.topic, r.msg, r.payloads) for r in res] == written[: len(res)]
+    assert len(res) == 9  # only the last record is cut
+
+
+def test_not_a_results_file(tmp_path: Path) -> None:
+    bad = tmp_path / "x.msgpack"
+    bad.write_bytes(wire.pack({"hello": 1}))
+    with pytest.raises(ValueError, match="not a lus-stream results file"):
+        read_results(bad)
+
+
+def test_append_after_reopen_keeps_both_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "r.lusr.msgpack"
+    _write(path, 2)
+    # A second recorder on the same path appends a second header; the reader keeps messages only.
+    _write(path, 3)
+    res = read_results(path)
+    assert res.error is not None and len(res) == 5
