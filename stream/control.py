@@ -24,6 +24,7 @@ import zmq
 
 from stream import wire
 from stream.publisher import check_bind_address
+from stream.security import CurveServer
 
 DEFAULT_CTRL = "tcp://127.0.0.1:5556"
 MAX_REQUEST_BYTES = 1 << 20
@@ -46,8 +47,14 @@ class Command:
 class ControlServer:
     """Serves the command table on a REP socket from its own thread."""
 
-    def __init__(self, endpoint: str = DEFAULT_CTRL, context: zmq.Context | None = None) -> None:
-        check_bind_address(endpoint, "control socket")
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_CTRL,
+        context: zmq.Context | None = None,
+        curve: CurveServer | None = None,
+        insecure: bool = False,
+    ) -> None:
+        self.security = check_bind_address(endpoint, "control socket", curve is not None, insecure)
         self.endpoint = endpoint
         self.commands: dict[str, Command] = {}
         self.requests = 0
@@ -56,6 +63,8 @@ class ControlServer:
         self._sock = self._ctx.socket(zmq.REP)
         self._sock.setsockopt(zmq.LINGER, 100)
         self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        if curve is not None:
+            curve.apply(self._sock)
         try:
             self._sock.bind(endpoint)
         except zmq.ZMQError as err:

@@ -7,25 +7,25 @@ waits on a dead peer. Several lanes publish from their own threads, so sends are
 lock (a ZeroMQ socket is not thread-safe); the recorder is appended under the same lock, so the
 file holds messages in publish order.
 
-Binding to any address other than loopback is refused: frames and results are patient data, and
-transport security (CURVE) arrives with the security issue, which hooks in at
-:func:`check_bind_address`.
+Binding to any address other than loopback is refused unless the socket is a CURVE server
+(``curve=``) or the ``insecure`` opt-out is given (frames and results are patient data); the
+policy is :func:`stream.security.check_bind`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlparse
 
 import zmq
 
 from stream import wire
 from stream.recorder import Recorder
+from stream.security import CurveServer, check_bind
+from stream.security import SecurityError as BindRefused
 
 DEFAULT_PUB = "tcp://127.0.0.1:5555"
 DEFAULT_SNDHWM = 64
@@ -34,30 +34,18 @@ DEFAULT_LINGER_MS = 100
 log = logging.getLogger(__name__)
 
 
-class BindRefused(ValueError):
-    """The endpoint would expose the stream beyond this host without transport security."""
+def check_bind_address(
+    endpoint: str, what: str = "socket", curve: bool = False, insecure: bool = False
+) -> str:
+    """The socket's security mode (``loopback`` | ``curve`` | ``insecure``), or :class:`BindRefused`.
 
-
-def check_bind_address(endpoint: str, what: str = "socket") -> None:
-    """Refuse anything but loopback (``tcp://127.x.x.x``, ``[::1]``, ``localhost``, ipc, inproc)."""
-    parsed = urlparse(endpoint)
-    if parsed.scheme in ("ipc", "inproc"):
-        return
-    if parsed.scheme != "tcp":
-        raise BindRefused(f"{what} endpoint {endpoint!r}: only tcp://, ipc:// and inproc:// are supported")
-    host = parsed.hostname or ""
-    if host == "localhost":
-        return
+    Non-loopback binds need CURVE (``curve``) or the loudly logged ``insecure`` opt-out; the policy
+    itself lives in :func:`stream.security.check_bind`.
+    """
     try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise BindRefused(
-            f"refusing to bind the {what} to {endpoint!r}: frames and results are patient data and "
-            "this build has no transport security yet. Bind to tcp://127.0.0.1:PORT and reach it "
-            "through an SSH tunnel (ssh -L PORT:127.0.0.1:PORT host)."
-        )
+        return check_bind(endpoint, curve_configured=curve, insecure=insecure)
+    except BindRefused as err:
+        raise BindRefused(f"{what}: {err}") from None
 
 
 class Publisher:
@@ -72,8 +60,10 @@ class Publisher:
         linger_ms: int = DEFAULT_LINGER_MS,
         validate: bool = True,
         context: zmq.Context | None = None,
+        curve: CurveServer | None = None,
+        insecure: bool = False,
     ) -> None:
-        check_bind_address(endpoint, "PUB socket")
+        self.security = check_bind_address(endpoint, "PUB socket", curve is not None, insecure)
         self.endpoint = endpoint
         self.stream_id = stream_id
         self.recorder = recorder
@@ -85,6 +75,8 @@ class Publisher:
         self._sock = self._ctx.socket(zmq.PUB)
         self._sock.setsockopt(zmq.SNDHWM, int(sndhwm))
         self._sock.setsockopt(zmq.LINGER, int(linger_ms))
+        if curve is not None:
+            curve.apply(self._sock)
         try:
             self._sock.bind(endpoint)
         except zmq.ZMQError as err:
