@@ -1,0 +1,421 @@
+"""The lung-zone exam protocol: a pure-Python state machine, its control commands and its ``exam`` message.
+
+A bedside LUS exam scores each lung zone and sums the zone scores (Soldati et al., J Ultrasound Med 2020:
+score 0-3 per zone; 14 zones → total 0-42). The clinician rests the probe on a zone, the engine's clip
+aggregate (paper Sec. III-B, the uninorm fold) settles, and "freeze" takes the current clip score as the
+zone score. The state machine::
+
+    idle ──exam_start──▶ running ──exam_stop──▶ stopped ──exam_start──▶ running …
+                          │  zone Z      : Z becomes current, the clip aggregate resets (on_zone_change)
+                          │  freeze [Z]  : Z's score := latest clip score/probs/frame range of Z's clip
+                          │  redo [Z]    : Z's score cleared, Z current, aggregate reset
+
+Protocols (zone names: side R/L, region P(osterior)/L(ateral)/A(nterior), index from cranial to caudal)::
+
+    soldati14: RP1 RP2 RP3 RL1 RL2 RA1 RA2  LP1 LP2 LP3 LL1 LL2 LA1 LA2   (max total 42)
+    soldati12: RP1 RP2     RL1 RL2 RA1 RA2  LP1 LP2     LL1 LL2 LA1 LA2   (max total 36)
+
+Patient identifiers: anything published (and so recorded to disk) carries only
+``sha256(salt + ":" + patient_id)`` in hex. ``salt`` is the site salt (``LUS_PATIENT_SALT`` or the engine's
+option) — keep it secret: patient ids are short, so an unsalted or public-salt hash is easy to reverse; with
+it the same patient gets the same hash across exams at that site. Without a site salt a random per-exam
+salt is used and never written, so the hash only links messages within that exam. ``store_patient_id=True``
+(``--store-patient-id``) writes the identifier in the clear instead.
+
+The engine feeds the state with its own ``video`` messages (:meth:`ExamSession.observe_video`), registers
+:func:`control_commands` into its control table and publishes :meth:`ExamSession.body` on topic ``exam``
+after every change (``on_change``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream import wire
+
+try:  # the control server's error type, when the engine's control module is importable
+    from stream.control import CommandError
+except ImportError:  # pragma: no cover - the control module always ships with stream/
+
+    class CommandError(Exception):  # type: ignore[no-redef]
+        """Raised by a handler to reply ``{"ok": false, "error": ...}``."""
+
+
+SALT_ENV = "LUS_PATIENT_SALT"
+N_SCORES = 4
+MAX_ZONE_SCORE = N_SCORES - 1
+
+SIDES = {"R": "right", "L": "left"}
+REGIONS = {"P": "posterior", "L": "lateral", "A": "anterior"}
+
+
+def _zones(per_side: Sequence[tuple[str, int]]) -> tuple[str, ...]:
+    return tuple(f"{side}{region}{i}" for side in SIDES for region, n in per_side for i in range(1, n + 1))
+
+
+PROTOCOLS: dict[str, tuple[str, ...]] = {
+    "soldati14": _zones([("P", 3), ("L", 2), ("A", 2)]),
+    "soldati12": _zones([("P", 2), ("L", 2), ("A", 2)]),
+}
+DEFAULT_PROTOCOL = "soldati14"
+EXAM_STATES = ("idle", "running", "stopped")
+EVENTS = ("start", "zone", "freeze", "redo", "stop", "update")
+
+
+def zone_label(name: str) -> str:
+    """``"RP2"`` → ``"right posterior 2"``."""
+    return f"{SIDES[name[0]]} {REGIONS[name[1]]} {name[2:]}"
+
+
+def hash_patient_id(patient_id: str, salt: str) -> str:
+    """``sha256(salt + ":" + patient_id)`` as hex (see the module docstring for the salt's role)."""
+    return hashlib.sha256(f"{salt}:{patient_id}".encode()).hexdigest()
+
+
+@dataclass
+class ZoneResult:
+    """One zone's entry in the exam table (score None until frozen)."""
+
+    zone: str
+    score: int | None = None
+    probs: list[float] | None = None
+    frames: int = 0                # frames in the clip aggregate the score rests on
+    first_seq: int | None = None   # frame range of that clip
+    last_seq: int | None = None
+    clip: int | None = None        # the engine's clip counter of that aggregate
+    frozen_unix_s: float | None = None
+
+    def as_map(self) -> dict[str, Any]:
+        return {
+            "zone": self.zone, "label": zone_label(self.zone), "score": self.score, "probs": self.probs,
+            "frames": self.frames, "first_seq": self.first_seq, "last_seq": self.last_seq, "clip": self.clip,
+            "frozen_unix_s": self.frozen_unix_s,
+        }
+
+
+@dataclass
+class _Clip:
+    """What the engine has aggregated since the current zone began (from its ``video`` messages)."""
+
+    clip: int | None = None
+    score: int | None = None
+    probs: list[float] | None = None
+    frames: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+
+@dataclass
+class ExamSession:
+    """The exam state machine (thread-safe: the control thread and the publishing lane both touch it)."""
+
+    store_patient_id: bool = False
+    salt: str | None = None
+    state: str = "idle"
+    exam_id: str | None = None
+    protocol: str = DEFAULT_PROTOCOL
+    patient: str | None = None
+    zone: str | None = None
+    table: dict[str, ZoneResult] = field(default_factory=dict)
+    started_unix_s: float | None = None
+    stopped_unix_s: float | None = None
+    last_event: str = "update"
+    _clip: _Clip = field(default_factory=_Clip)
+    _min_clip: int | None = None
+    _last_seq: int = 0
+    _last_t_capture_ns: int = 0
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.salt is None:
+            self.salt = os.environ.get(SALT_ENV) or None
+
+    # ------------------------------------------------------------------ protocol
+    @property
+    def zones(self) -> tuple[str, ...]:
+        return PROTOCOLS[self.protocol]
+
+    def start(self, exam_id: str, patient_id: str | None = None, protocol: str = DEFAULT_PROTOCOL) -> None:
+        """Begin a new exam (an exam already running is replaced: its table was published as it went)."""
+        if not isinstance(exam_id, str) or not exam_id.strip():
+            raise CommandError("exam_start needs a non-empty 'exam_id' string, e.g. {'cmd': 'exam_start', "
+                               "'exam_id': 'bed12-2026-11-27'}")
+        if protocol not in PROTOCOLS:
+            raise CommandError(f"unknown protocol {protocol!r}: use one of {sorted(PROTOCOLS)}")
+        if patient_id is not None and not isinstance(patient_id, str):
+            raise CommandError("'patient_id' must be a string")
+        with self._lock:
+            self.state, self.exam_id, self.protocol = "running", exam_id.strip(), protocol
+            self.patient = None
+            if patient_id:
+                salt = self.salt or secrets.token_hex(16)  # per-exam salt: never written anywhere
+                self.patient = patient_id if self.store_patient_id else hash_patient_id(patient_id, salt)
+            self.table = {z: ZoneResult(z) for z in self.zones}
+            self.zone = None
+            self.started_unix_s, self.stopped_unix_s = time.time(), None
+            self._new_clip(None)
+            self.last_event = "start"
+
+    def _require_running(self, what: str) -> None:
+        if self.state != "running":
+            raise CommandError(f"{what}: no exam is running; start one with {{'cmd': 'exam_start', "
+                               f"'exam_id': ...}}")
+
+    def resolve_zone(self, zone: Any) -> str:
+        """A zone name (case-insensitive), its 1-based number in the protocol, or ``"next"`` (first unscored
+        zone after the current one)."""
+        zones = self.zones
+        if zone == "next":
+            start = zones.index(self.zone) + 1 if self.zone else 0
+            for name in zones[start:] + zones[:start]:
+                if self.table[name].score is None:
+                    return name
+            raise CommandError("every zone is scored: stop the exam or redo a zone")
+        if isinstance(zone, int) and not isinstance(zone, bool):
+            if 1 <= zone <= len(zones):
+                return zones[zone - 1]
+            raise CommandError(f"zone number {zone} is outside 1..{len(zones)} for {self.protocol}")
+        if isinstance(zone, str) and zone.upper() in zones:
+            return zone.upper()
+        raise CommandError(f"unknown zone {zone!r} for {self.protocol}: use one of {list(zones)}, "
+                           f"a number 1..{len(zones)} or 'next'")
+
+    def set_zone(self, zone: Any, new_clip: int | None = None) -> str:
+        """Make ``zone`` current; the caller resets the clip aggregate (``new_clip``: its new clip id)."""
+        with self._lock:
+            self._require_running("zone")
+            name = self.resolve_zone(zone)
+            self.zone = name
+            self._new_clip(new_clip)
+            self.last_event = "zone"
+            return name
+
+    def _new_clip(self, min_clip: int | None) -> None:
+        self._clip = _Clip()
+        self._min_clip = min_clip
+
+    def observe_video(self, msg: dict[str, Any]) -> None:
+        """Feed one of the engine's ``video`` messages (the clip aggregate after a frame)."""
+        with self._lock:
+            self._last_seq = int(msg.get("seq", self._last_seq))
+            self._last_t_capture_ns = int(msg.get("t_capture_ns", self._last_t_capture_ns))
+            clip = msg.get("clip")
+            if self._min_clip is not None and clip is not None and clip < self._min_clip:
+                return  # still the aggregate from before the zone change
+            c = self._clip
+            if c.clip is not None and clip is not None and clip != c.clip:
+                self._clip = c = _Clip()  # the engine reset its aggregate: a new clip in this zone
+            if c.first_seq is None:
+                c.first_seq = int(msg["seq"])
+            c.clip, c.score, c.probs = clip, int(msg["score"]), [float(p) for p in msg["probs"]]
+            c.frames, c.last_seq = int(msg.get("frames", c.frames + 1)), int(msg["seq"])
+
+    def freeze(self, zone: Any = None) -> ZoneResult:
+        """Take the current clip score as the score of ``zone`` (default: the current zone)."""
+        with self._lock:
+            self._require_running("freeze")
+            name = self.zone if zone is None else self.resolve_zone(zone)
+            if name is None:
+                raise CommandError("freeze: no zone is selected; send {'cmd': 'zone', 'zone': 'RP1'} first")
+            if name != self.zone:
+                raise CommandError(f"freeze: {name} is not the current zone ({self.zone}); the clip score "
+                                   f"belongs to {self.zone}")
+            c = self._clip
+            if c.score is None:
+                raise CommandError(f"freeze: no frame has been scored in {name} yet; hold the probe on the "
+                                   f"zone until the clip score shows")
+            result = ZoneResult(name, c.score, c.probs, c.frames, c.first_seq, c.last_seq, c.clip,
+                                time.time())
+            self.table[name] = result
+            self.last_event = "freeze"
+            return result
+
+    def redo(self, zone: Any = None, new_clip: int | None = None) -> str:
+        """Clear a zone's score and make it current again (the caller resets the clip aggregate)."""
+        with self._lock:
+            self._require_running("redo")
+            name = self.zone if zone is None else self.resolve_zone(zone)
+            if name is None:
+                raise CommandError("redo: name the zone, e.g. {'cmd': 'redo', 'zone': 'LA2'}")
+            self.table[name] = ZoneResult(name)
+            self.zone = name
+            self._new_clip(new_clip)
+            self.last_event = "redo"
+            return name
+
+    def stop(self) -> None:
+        with self._lock:
+            self._require_running("exam_stop")
+            self.state, self.stopped_unix_s, self.zone = "stopped", time.time(), None
+            self.last_event = "stop"
+
+    # ------------------------------------------------------------------ results
+    def totals(self) -> tuple[int, int, int | None]:
+        """(zones scored, partial total, total or None until every zone is scored)."""
+        scores = [r.score for r in self.table.values() if r.score is not None]
+        partial = int(sum(scores))
+        return len(scores), partial, partial if self.table and len(scores) == len(self.table) else None
+
+    def body(self) -> dict[str, Any]:
+        """The ``exam`` message's fields (without the common header; see :meth:`message`)."""
+        with self._lock:
+            scored, partial, total = self.totals()
+            c = self._clip
+            return {
+                "exam_id": self.exam_id,
+                "state": self.state,
+                "event": self.last_event,
+                "protocol": self.protocol,
+                "patient": self.patient,
+                "patient_id_stored": bool(self.store_patient_id and self.patient is not None),
+                "zone": self.zone,
+                "zones": [self.table[z].as_map() for z in self.zones] if self.table else [],
+                "current": {"score": c.score, "probs": c.probs, "frames": c.frames, "first_seq": c.first_seq,
+                            "last_seq": c.last_seq, "clip": c.clip},
+                "scored": scored,
+                "n_zones": len(self.zones),
+                "partial_total": partial,
+                "total": total,
+                "max_total": MAX_ZONE_SCORE * len(self.zones),
+                "started_unix_s": self.started_unix_s,
+                "stopped_unix_s": self.stopped_unix_s,
+            }
+
+    def message(self, stream_id: str) -> dict[str, Any]:
+        """A complete ``exam`` wire map: header (last frame seen) + :meth:`body`."""
+        with self._lock:
+            t = self._last_t_capture_ns or time.monotonic_ns()
+            return {**wire.header(stream_id, self._last_seq, t, t), **self.body()}
+
+
+# ---------------------------------------------------------------------- control commands
+Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+COMMAND_HELP = {
+    "exam_start": "start an exam: {'exam_id': str, 'patient_id': str (optional, hashed unless "
+                  "--store-patient-id), 'protocol': 'soldati14'|'soldati12'}",
+    "zone": "select the zone being scanned ({'zone': 'RP1' | number | 'next'}); resets the clip aggregate",
+    "freeze": "take the current clip score as the current zone's score",
+    "redo": "clear a zone's score and scan it again ({'zone': ...}, default the current zone)",
+    "exam_stop": "end the exam (the table and total stay published)",
+    "exam": "the current exam table",
+}
+
+
+def control_commands(
+    exam: ExamSession,
+    on_zone_change: Callable[[], int | None] | None = None,
+    on_change: Callable[[ExamSession], None] | None = None,
+) -> dict[str, Handler]:
+    """Handlers for the control table: ``ControlServer.register(name, handler, COMMAND_HELP[name])``.
+
+    ``on_zone_change()`` resets the engine's clip aggregate and may return the new clip id (so that video
+    messages of the old clip still in flight are not counted for the new zone). ``on_change(exam)`` runs
+    after every successful command; the engine publishes ``exam.message(stream_id)`` there. Every reply
+    carries the exam table as ``"exam"``.
+    """
+
+    def changed() -> dict[str, Any]:
+        if on_change is not None:
+            on_change(exam)
+        return {"exam": exam.body()}
+
+    def reset_clip() -> int | None:
+        return on_zone_change() if on_zone_change is not None else None
+
+    def start(req: dict[str, Any]) -> dict[str, Any]:
+        exam.start(req.get("exam_id"), req.get("patient_id"), req.get("protocol", DEFAULT_PROTOCOL))
+        reset_clip()
+        return changed()
+
+    def zone(req: dict[str, Any]) -> dict[str, Any]:
+        if "zone" not in req:
+            raise CommandError("zone needs {'zone': 'RP1' | number | 'next'}")
+        exam._require_running("zone")
+        name = exam.resolve_zone(req["zone"])  # validate before touching the engine
+        exam.set_zone(name, reset_clip())  # (no exam lock held while the engine resets: no lock-order risk)
+        return changed()
+
+    def freeze(req: dict[str, Any]) -> dict[str, Any]:
+        exam.freeze(req.get("zone"))
+        return changed()
+
+    def redo(req: dict[str, Any]) -> dict[str, Any]:
+        exam._require_running("redo")
+        name = exam.zone if req.get("zone") is None else exam.resolve_zone(req["zone"])
+        if name is None:
+            raise CommandError("redo: name the zone, e.g. {'cmd': 'redo', 'zone': 'LA2'}")
+        exam.redo(name, reset_clip())
+        return changed()
+
+    def stop(_req: dict[str, Any]) -> dict[str, Any]:
+        exam.stop()
+        return changed()
+
+    def show(_req: dict[str, Any]) -> dict[str, Any]:
+        return {"exam": exam.body()}
+
+    return {"exam_start": start, "zone": zone, "freeze": freeze, "redo": redo, "exam_stop": stop,
+            "exam": show}
+
+
+def register(server: Any, exam: ExamSession, on_zone_change: Callable[[], int | None] | None = None,
+             on_change: Callable[[ExamSession], None] | None = None) -> None:
+    """Register the exam commands on a :class:`stream.control.ControlServer`."""
+    for name, handler in control_commands(exam, on_zone_change, on_change).items():
+        server.register(name, handler, COMMAND_HELP[name])
+
+
+# ---------------------------------------------------------------------- wire schema of the ``exam`` topic
+_probs_or_none = wire._nullable(wire._probs(N_SCORES))
+_seq_or_none = wire._nullable(wire._int(0))
+_zone_entry = wire._map(
+    {"zone": wire._str(), "score": wire._nullable(wire._int(0, MAX_ZONE_SCORE)), "probs": _probs_or_none,
+     "frames": wire._int(0), "first_seq": _seq_or_none, "last_seq": _seq_or_none},
+    {"label": wire._str(), "clip": _seq_or_none, "frozen_unix_s": wire._nullable(wire._num(0.0))},
+)
+EXAM_REQUIRED: dict[str, wire.Check] = {
+    "exam_id": wire._nullable(wire._str()),
+    "state": wire._str(EXAM_STATES),
+    "protocol": wire._str(tuple(PROTOCOLS)),
+    "zone": wire._nullable(wire._str()),
+    "zones": wire._list(_zone_entry),
+    "scored": wire._int(0),
+    "n_zones": wire._int(1),
+    "partial_total": wire._int(0),
+    "total": wire._nullable(wire._int(0)),
+    "max_total": wire._int(0),
+}
+EXAM_OPTIONAL: dict[str, wire.Check] = {
+    "event": wire._str(EVENTS),
+    "patient": wire._nullable(wire._str()),
+    "patient_id_stored": wire._bool,
+    "current": wire._map({}, {"score": wire._nullable(wire._int(0, MAX_ZONE_SCORE)), "probs": _probs_or_none,
+                              "frames": wire._int(0), "first_seq": _seq_or_none, "last_seq": _seq_or_none,
+                              "clip": _seq_or_none}),
+    "started_unix_s": wire._nullable(wire._num(0.0)),
+    "stopped_unix_s": wire._nullable(wire._num(0.0)),
+}
+
+
+def validate_exam(msg: Any) -> None:
+    """Check an ``exam`` map (common header + the fields above); raises :class:`stream.wire.WireError`.
+
+    ``stream.wire.validate("exam", ...)`` does the same once ``wire.SCHEMAS["exam"]`` holds
+    ``(EXAM_REQUIRED, EXAM_OPTIONAL)``; until then the viewer and the report call this as well.
+    """
+    wire.validate("exam", msg)
+    wire._check_fields(msg, EXAM_REQUIRED, EXAM_OPTIONAL, "exam")
+    scored = [z for z in msg["zones"] if z["score"] is not None]
+    if msg["partial_total"] != sum(z["score"] for z in scored):
+        raise wire.WireError("exam.partial_total: does not equal the sum of the zone scores")
+    complete = len(scored) == len(msg["zones"])
+    if msg["total"] is not None and (not complete or msg["total"] != msg["partial_total"]):
+        raise wire.WireError("exam.total: set although not every zone is scored, or differs from the sum")

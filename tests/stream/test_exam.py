@@ -1,0 +1,169 @@
+"""Exam protocol: a 14-zone walk through the real control socket gives the expected table and total."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream import exam as ex
+from stream import wire
+from stream.exam import CommandError, ExamSession
+
+SCORES14 = [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1]  # hand total: 3 * (0+1+2+3) + 0 + 1 = 19
+
+
+def _probs(score: int, confidence: float = 0.7) -> list[float]:
+    p = np.full(4, (1 - confidence) / 3)
+    p[score] = confidence
+    return p.tolist()
+
+
+class FakeEngine:
+    """What the pipeline does around the exam: a clip counter reset on zone change, video messages."""
+
+    def __init__(self, session: ExamSession) -> None:
+        self.session = session
+        self.clip = 0
+        self.seq = 0
+        self.frames = 0
+        self.published: list[dict] = []
+
+    def reset(self) -> int:
+        self.clip += 1
+        self.frames = 0
+        return self.clip
+
+    def video(self, score: int, n: int = 5, clip: int | None = None) -> None:
+        late = clip is not None  # a message of an older clip, still in flight after the reset
+        for k in range(n):
+            self.seq += 1
+            self.frames += 0 if late else 1
+            msg = {**wire.header("t", self.seq, 1000 + self.seq, 2000 + self.seq), "probs": _probs(score),
+                   "score": score, "kind": "uninorm", "window": None,
+                   "frames": k + 1 if late else self.frames, "clip": clip if late else self.clip}
+            wire.validate("video", msg)
+            self.session.observe_video(msg)
+
+    def publish(self, session: ExamSession) -> None:
+        msg = session.message("t")
+        ex.validate_exam(msg)
+        self.published.append(msg)
+
+
+def test_protocol_zone_names() -> None:
+    z14, z12 = ex.PROTOCOLS["soldati14"], ex.PROTOCOLS["soldati12"]
+    assert len(z14) == 14 and len(set(z14)) == 14 and len(z12) == 12
+    assert z14[:7] == ("RP1", "RP2", "RP3", "RL1", "RL2", "RA1", "RA2") and z14[7] == "LP1"
+    assert "RP3" not in z12 and "LP3" not in z12
+    assert ex.zone_label("LA2") == "left anterior 2"
+
+
+def test_zone_walk_over_control_socket(tmp_path: Path) -> None:
+    control = pytest.importorskip("stream.control")
+    session = ExamSession()
+    engine = FakeEngine(session)
+    endpoint = f"ipc://{tmp_path}/ctrl"
+    server = control.ControlServer(endpoint)
+    ex.register(server, session, on_zone_change=engine.reset, on_change=engine.publish)
+    server.start()
+
+    def cmd(name: str, **args) -> dict:
+        reply = control.request(endpoint, name, **args)
+        assert reply["ok"], reply
+        return reply
+
+    try:
+        rep = cmd("exam_start", exam_id="bed7", patient_id="MRN-0042")
+        assert rep["exam"]["state"] == "running" and rep["exam"]["total"] is None
+        assert rep["exam"]["patient"] != "MRN-0042" and len(rep["exam"]["patient"]) == 64
+        # freezing before any zone / before any frame is refused with a reason, the engine keeps going
+        bad = control.request(endpoint, "freeze")
+        assert not bad["ok"] and "zone" in bad["error"]
+        for i, (zone, score) in enumerate(zip(ex.PROTOCOLS["soldati14"], SCORES14, strict=True)):
+            cmd("zone", zone="next" if i % 2 else zone.lower())
+            engine.video(3 - score, n=2, clip=engine.clip - 1)  # late messages of the previous clip: ignored
+            if i == 0:
+                assert not control.request(endpoint, "freeze")["ok"]  # nothing scored in this zone yet
+            engine.video(score, n=4 + i)
+            body = cmd("freeze")["exam"]
+            assert body["zones"][i]["score"] == score
+            assert body["scored"] == i + 1 and body["partial_total"] == sum(SCORES14[: i + 1])
+            assert body["total"] is None or i == 13
+        entry = body["zones"][3]
+        assert entry["zone"] == "RL1" and entry["frames"] == 7 and entry["probs"] == pytest.approx(_probs(3))
+        assert entry["last_seq"] - entry["first_seq"] == 6  # the 7 frames of RL1's own clip
+        assert body["total"] == 19 and body["max_total"] == 42
+        # redo a zone: its score clears, the total is partial again, then a new freeze
+        body = cmd("redo", zone="RP2")["exam"]
+        assert body["zone"] == "RP2" and body["zones"][1]["score"] is None and body["total"] is None
+        assert body["partial_total"] == 19 - 1
+        engine.video(3, n=3)
+        body = cmd("freeze")["exam"]
+        assert body["total"] == 21
+        assert not control.request(endpoint, "zone", zone="XX9")["ok"]
+        body = cmd("exam_stop")["exam"]
+        assert body["state"] == "stopped" and body["total"] == 21
+    finally:
+        server.close()
+    assert engine.clip == 1 + 14 + 1  # start + 14 zone changes + redo each reset the aggregate
+    assert [m["event"] for m in engine.published][:3] == ["start", "zone", "freeze"]
+    assert engine.published[-1]["total"] == 21
+
+
+def test_twelve_zone_total_and_numbers() -> None:
+    session = ExamSession()
+    engine = FakeEngine(session)
+    session.start("e12", protocol="soldati12")
+    for n in range(1, 13):
+        session.set_zone(n, engine.reset())
+        engine.video(2)
+        session.freeze()
+    scored, partial, total = session.totals()
+    assert (scored, partial, total) == (12, 24, 24)
+    assert session.body()["max_total"] == 36
+    with pytest.raises(CommandError, match=r"1\.\.12"):
+        session.resolve_zone(13)
+
+
+def test_patient_id_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ex.SALT_ENV, "site-secret")
+    s = ExamSession()
+    s.start("a", patient_id="12345")
+    assert s.body()["patient"] == hashlib.sha256(b"site-secret:12345").hexdigest()
+    assert s.body()["patient_id_stored"] is False
+    kept = ExamSession(store_patient_id=True)
+    kept.start("b", patient_id="12345")
+    assert kept.body()["patient"] == "12345" and kept.body()["patient_id_stored"] is True
+    monkeypatch.delenv(ex.SALT_ENV)
+    a, b = ExamSession(), ExamSession()
+    a.start("c", patient_id="12345")
+    b.start("d", patient_id="12345")
+    assert a.body()["patient"] != b.body()["patient"]  # random per-exam salt: no cross-exam link
+
+
+def test_commands_outside_a_running_exam() -> None:
+    handlers = ex.control_commands(ExamSession())
+    assert set(handlers) == set(ex.COMMAND_HELP)
+    for name in ("zone", "freeze", "redo", "exam_stop"):
+        with pytest.raises(CommandError, match="no exam is running"):
+            handlers[name]({"zone": "RP1"})
+    with pytest.raises(CommandError, match="exam_id"):
+        handlers["exam_start"]({})
+    with pytest.raises(CommandError, match="protocol"):
+        handlers["exam_start"]({"exam_id": "x", "protocol": "blue"})
+
+
+def test_validate_exam_rejects_inconsistent_totals() -> None:
+    s = ExamSession()
+    s.start("x")
+    s.set_zone("RP1")
+    s.observe_video({**wire.header("t", 1, 1, 1), "probs": _probs(2), "score": 2, "frames": 1, "clip": 0})
+    s.freeze()
+    msg = s.message("t")
+    ex.validate_exam(msg)
+    msg["partial_total"] = 5
+    with pytest.raises(wire.WireError, match="partial_total"):
+        ex.validate_exam(msg)
