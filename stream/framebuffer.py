@@ -1,0 +1,273 @@
+"""The bounded frame buffer between the capture process and the inference lanes.
+
+A ring of ``capacity`` fixed-size slots in one ``multiprocessing.shared_memory`` block, plus a
+small header (counters, per-slot metadata, a JSON status text) in the same block and one
+process-shared lock with two conditions (``not_empty``, ``not_full``). The image bytes are copied
+once into a slot by the producer and once out by the consumer; nothing is pickled per frame.
+
+Policies:
+- live / paced (``lossless=False``): when the ring is full the OLDEST frame is overwritten and
+  counted in ``dropped``; the producer never waits, so capture never waits for inference;
+- lossless (``as_fast_as_possible`` on a file): the producer waits for a free slot instead.
+
+Why shared memory and not ZeroMQ ipc: an ipc socket copies every frame through the kernel (twice)
+and needs its own drop-oldest logic (ZeroMQ's high-water mark drops the NEWEST message); the ring
+costs two memcpy per frame and implements drop-oldest exactly under one lock. See docs/capture.md.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+from multiprocessing.shared_memory import SharedMemory
+from typing import Any
+
+import numpy as np
+
+from stream.frames import Frame
+
+# Header: int64 counters.
+_HEAD, _COUNT, _WRITTEN, _DROPPED, _TAKEN, _CLOSED, _STOP = range(7)
+_READ, _STATE, _FPS_MILLI, _LAST_T_NS, _TEXT_LEN, _LOST_EVENTS, _RECOVERIES = range(7, 14)
+_N_HEADER = 16
+# Per-slot metadata: seq, t_capture_ns, h, w, roi x, y, w, h, source h, w.
+_N_META = 10
+_TEXT_BYTES = 16384
+
+STATES = ("starting", "running", "lost", "finished", "failed", "stopped")
+
+
+class FrameRing:
+    """Shared-memory ring of uint8 grey frames; drop-oldest (counted) or lossless.
+
+    Create it in the consumer's process, pass it to the producer process as a
+    ``multiprocessing`` argument (the lock and conditions travel at spawn time; the memory
+    re-attaches by name), and call :meth:`release` in the creator when both are done.
+    """
+
+    def __init__(
+        self,
+        capacity: int = 8,
+        max_frame_hw: tuple[int, int] = (1200, 1920),
+        source_id: str = "",
+        ctx: Any = None,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"FrameRing capacity must be >= 1, got {capacity}")
+        ctx = ctx or mp.get_context("spawn")
+        self.capacity = int(capacity)
+        self.max_frame_hw = (int(max_frame_hw[0]), int(max_frame_hw[1]))
+        self.slot_bytes = self.max_frame_hw[0] * self.max_frame_hw[1]
+        self.source_id = source_id
+        size = self._data_offset(self.capacity) + self.capacity * self.slot_bytes
+        self._shm = SharedMemory(create=True, size=size)
+        self._owner = True
+        self._lock = ctx.Lock()
+        self._not_empty = ctx.Condition(self._lock)
+        self._not_full = ctx.Condition(self._lock)
+        self._attach_views()
+        self._header[:] = 0
+
+    # -- layout -------------------------------------------------------------------------------
+    @staticmethod
+    def _data_offset(capacity: int) -> int:
+        return 8 * (_N_HEADER + capacity * _N_META) + _TEXT_BYTES
+
+    def _attach_views(self) -> None:
+        buf = self._shm.buf
+        self._header = np.ndarray((_N_HEADER,), np.int64, buffer=buf, offset=0)
+        self._meta = np.ndarray((self.capacity, _N_META), np.int64, buffer=buf, offset=8 * _N_HEADER)
+        self._text = np.ndarray(
+            (_TEXT_BYTES,), np.uint8, buffer=buf, offset=8 * (_N_HEADER + self.capacity * _N_META)
+        )
+        self._data = np.ndarray(
+            (self.capacity, self.slot_bytes), np.uint8, buffer=buf, offset=self._data_offset(self.capacity)
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "name": self._shm.name,
+            "capacity": self.capacity,
+            "max_frame_hw": self.max_frame_hw,
+            "slot_bytes": self.slot_bytes,
+            "source_id": self.source_id,
+            "lock": self._lock,
+            "not_empty": self._not_empty,
+            "not_full": self._not_full,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.capacity = state["capacity"]
+        self.max_frame_hw = state["max_frame_hw"]
+        self.slot_bytes = state["slot_bytes"]
+        self.source_id = state["source_id"]
+        self._lock = state["lock"]
+        self._not_empty = state["not_empty"]
+        self._not_full = state["not_full"]
+        self._shm = SharedMemory(name=state["name"])
+        self._owner = False
+        self._attach_views()
+
+    # -- producer side ------------------------------------------------------------------------
+    def put(
+        self,
+        image: np.ndarray,
+        seq: int,
+        t_capture_ns: int,
+        roi: tuple[int, int, int, int],
+        source_hw: tuple[int, int],
+        lossless: bool = False,
+    ) -> bool:
+        """Store one frame. Returns False only when a stop was requested while waiting (lossless).
+
+        ``image`` may be a non-contiguous view (an ROI crop): it is copied straight into the slot.
+        """
+        h, w = image.shape
+        if h * w > self.slot_bytes:
+            raise ValueError(
+                f"frame {h}x{w} is larger than the frame buffer's slots "
+                f"({self.max_frame_hw[0]}x{self.max_frame_hw[1]} pixels): raise SourceSpec.max_frame_hw"
+            )
+        hdr = self._header
+        with self._lock:
+            while hdr[_COUNT] >= self.capacity:
+                if not lossless:
+                    hdr[_COUNT] -= 1  # the oldest slot is (head - count); dropping it = shrinking count
+                    hdr[_DROPPED] += 1
+                    break
+                if hdr[_STOP]:
+                    return False
+                self._not_full.wait(0.1)
+            slot = int(hdr[_HEAD])
+            self._data[slot, : h * w].reshape(h, w)[...] = image
+            self._meta[slot] = (seq, t_capture_ns, h, w, *roi, *source_hw)
+            hdr[_HEAD] = (slot + 1) % self.capacity
+            hdr[_COUNT] += 1
+            hdr[_WRITTEN] += 1
+            self._not_empty.notify()
+        return True
+
+    def close(self) -> None:
+        """Producer side: no more frames will come (consumers drain what is left, then get None)."""
+        with self._lock:
+            self._header[_CLOSED] = 1
+            self._not_empty.notify_all()
+
+    # -- consumer side ------------------------------------------------------------------------
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """The oldest buffered frame, waiting up to ``timeout`` s (None: forever while open).
+
+        Returns None on timeout, or at once when the producer has closed and the ring is empty.
+        """
+        frames = self.get_batch(1, timeout)
+        return frames[0] if frames else None
+
+    def get_batch(self, max_n: int, timeout: float | None = None) -> list[Frame]:
+        """Wait (up to ``timeout``) for at least one frame, then take up to ``max_n`` buffered ones."""
+        hdr = self._header
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out: list[Frame] = []
+        with self._lock:
+            while hdr[_COUNT] == 0:
+                if hdr[_CLOSED] or hdr[_STOP]:
+                    return out
+                remaining = 0.5 if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    return out
+                self._not_empty.wait(min(remaining, 0.5))
+            while hdr[_COUNT] > 0 and len(out) < max_n:
+                slot = int((hdr[_HEAD] - hdr[_COUNT]) % self.capacity)
+                seq, t_ns, h, w, rx, ry, rw, rh, sh, sw = (int(v) for v in self._meta[slot])
+                image = self._data[slot, : h * w].reshape(h, w).copy()
+                hdr[_COUNT] -= 1
+                hdr[_TAKEN] += 1
+                out.append(Frame(seq, t_ns, image, (rx, ry, rw, rh), (sh, sw), self.source_id))
+            self._not_full.notify_all()
+        return out
+
+    def request_stop(self) -> None:
+        """Wake everybody: a lossless producer stops waiting, consumers return at once when empty."""
+        with self._lock:
+            self._header[_STOP] = 1
+            self._not_full.notify_all()
+            self._not_empty.notify_all()
+
+    # -- shared stats (written by the producer, read by anybody) -------------------------------
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self._header[_STOP])
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._header[_CLOSED])
+
+    def __len__(self) -> int:
+        return int(self._header[_COUNT])
+
+    def counters(self) -> dict[str, int]:
+        hdr = self._header
+        return {
+            "read": int(hdr[_READ]),
+            "written": int(hdr[_WRITTEN]),
+            "dropped": int(hdr[_DROPPED]),
+            "taken": int(hdr[_TAKEN]),
+            "queued": int(hdr[_COUNT]),
+            "lost_events": int(hdr[_LOST_EVENTS]),
+            "recoveries": int(hdr[_RECOVERIES]),
+            "last_t_capture_ns": int(hdr[_LAST_T_NS]),
+        }
+
+    def note_read(self, t_capture_ns: int, fps: float) -> None:
+        self._header[_READ] += 1
+        self._header[_LAST_T_NS] = t_capture_ns
+        self._header[_FPS_MILLI] = round(fps * 1000)
+
+    def set_fps(self, fps: float) -> None:
+        self._header[_FPS_MILLI] = round(fps * 1000)
+
+    @property
+    def fps(self) -> float:
+        return float(self._header[_FPS_MILLI]) / 1000.0
+
+    def set_state(self, state: str) -> None:
+        code = STATES.index(state)
+        if state == "lost" and self._header[_STATE] != code:
+            self._header[_LOST_EVENTS] += 1
+        if state == "running" and self._header[_STATE] == STATES.index("lost"):
+            self._header[_RECOVERIES] += 1
+        self._header[_STATE] = code
+
+    @property
+    def state(self) -> str:
+        return STATES[int(self._header[_STATE])]
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        """Store a small JSON status (source info, errors); truncated messages stay valid JSON."""
+        data = json.dumps(status, default=str).encode()
+        if len(data) > _TEXT_BYTES:
+            status = {k: (str(v)[:1000] if isinstance(v, str) else v) for k, v in status.items()}
+            data = json.dumps(status, default=str).encode()[:_TEXT_BYTES]
+        with self._lock:
+            self._text[: len(data)] = np.frombuffer(data, np.uint8)
+            self._header[_TEXT_LEN] = len(data)
+
+    def read_status(self) -> dict[str, Any]:
+        with self._lock:
+            n = int(self._header[_TEXT_LEN])
+            data = self._text[:n].tobytes()
+        try:
+            return json.loads(data) if n else {}
+        except json.JSONDecodeError:
+            return {}
+
+    # -- lifetime -----------------------------------------------------------------------------
+    def release(self) -> None:
+        """Detach from the shared memory (and free it when this process created it)."""
+        if self._shm is None:
+            return
+        del self._header, self._meta, self._text, self._data
+        self._shm.close()
+        if self._owner:
+            self._shm.unlink()
+        self._shm = None  # type: ignore[assignment]
