@@ -1,0 +1,130 @@
+"""``lus-train seg``: train segmentation members of a preset (Roy et al. 2020 §IV-C).
+
+Example (the shipped ``lite`` ensemble, see docs/segmentation.md)::
+
+    lus-train seg --preset lite --data data/synth --out runs/seg-lite --max-minutes 12
+
+Splits patients 70/30 (train/test), carves a validation set from the training patients, then
+trains each member in turn (or one with ``--members``). Under ``torchrun`` the same command
+trains with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from train.seg.config import member, override, preset
+from train.seg.data import patient_split
+from train.seg.loop import TrainOptions, train_member
+from train.seg.sources import add_source_args, load_source, save_samples, write_split
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="lus-train seg", description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="lite", choices=["lite", "paper"])
+    ap.add_argument("--members", default=None, help="comma-separated subset, e.g. unet,deeplabv3p")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="MEMBER.FIELD=VALUE",
+        help="override a member config field, e.g. unetpp.decoder_channels=[16,16,8,8]",
+    )
+    ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, curves, split)")
+    add_source_args(ap)
+    ap.add_argument("--test-fraction", type=float, default=0.3, help="patients held out for testing")
+    ap.add_argument("--val-fraction", type=float, default=0.2, help="training patients used for validation")
+    o = TrainOptions()
+    ap.add_argument(
+        "--lr", type=float, default=o.lr, help="Adam learning rate (paper: 1e-5; CPU default 1e-3)"
+    )
+    ap.add_argument("--batch-size", type=int, default=o.batch_size, help="per process (paper: 32)")
+    ap.add_argument("--max-steps", type=int, default=o.max_steps)
+    ap.add_argument("--max-minutes", type=float, default=o.max_minutes, help="per member; 0 = no limit")
+    ap.add_argument("--eval-every", type=int, default=o.eval_every)
+    ap.add_argument(
+        "--patience", type=int, default=o.patience, help="evaluations without val-Dice gain; 0 = off"
+    )
+    ap.add_argument(
+        "--loss-tol", type=float, default=o.loss_tol, help="relative train-loss convergence; 0 = off"
+    )
+    ap.add_argument("--val-frames", type=int, default=o.val_frames)
+    ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--resume", action="store_true", help="continue from RUN/MEMBER/last.pt")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    members = list(preset(args.preset))
+    if args.members:
+        members = [member(args.preset, n.strip()) for n in args.members.split(",")]
+    for item in args.set:
+        name, _, rest = item.partition(".")
+        members = [override(m, [rest]) if m.name == name else m for m in members]
+
+    t0 = time.monotonic()
+    samples = load_source(args, seed=args.seed)
+    train_all, test = patient_split(samples, args.test_fraction, seed=args.seed)
+    train, val = (
+        patient_split(train_all, args.val_fraction, seed=args.seed + 1)
+        if args.val_fraction > 0
+        else (train_all, None)
+    )
+    if rank0:
+        args.out.mkdir(parents=True, exist_ok=True)
+        print(f"[seg] data in {time.monotonic() - t0:.0f}s: train {train.describe()}")
+        print(f"[seg] validation {val.describe() if val is not None else 'none'}; test {test.describe()}")
+        write_split(
+            args.out / "split.json", train=train, **({"val": val} if val is not None else {}), test=test
+        )
+        save_samples(test, args.out / "test.npz")
+    opts = TrainOptions(
+        lr=args.lr,
+        batch_size=args.batch_size,
+        max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        loss_tol=args.loss_tol,
+        augment=not args.no_augment,
+        seed=args.seed,
+        device=args.device,
+        val_frames=args.val_frames,
+        progress=rank0,
+    )
+    summaries = []
+    for cfg in members:
+        summaries.append(train_member(cfg, train, val, opts, args.out / cfg.name, resume=args.resume))
+    for s in summaries:  # every rank: replicas must agree (checked by tests/train/test_seg_ddp.py)
+        print(f"[seg] rank {s['rank']} {s['member']} params sha256 {s['param_sha256']}", flush=True)
+    if rank0:
+        (args.out / "train_summary.json").write_text(
+            json.dumps(
+                {
+                    "preset": args.preset,
+                    "members": summaries,
+                    "data": str(args.data or f"sim:{args.sim}"),
+                    "command": "lus-train seg " + " ".join(sys.argv[2:] if argv is None else argv),
+                    "minutes_total": round((time.monotonic() - t0) / 60, 2),
+                },
+                indent=2,
+            )
+        )
+        for s in summaries:
+            print(
+                f"[seg] {s['member']}: {s['steps']} steps in {s['minutes']} min, stopped: {s['stopped']}, "
+                f"best val COVID Dice {s['best_val_covid_dice']}"
+            )
+    return 0

@@ -1,0 +1,70 @@
+"""Where segmentation samples come from on the command line, and the run folder's split files.
+
+``--data DIR`` reads an ICLUS-DB-style folder (``train.data``; ``tools/make_synthetic.py`` writes
+one); ``--sim N`` simulates N patients in memory (``synth``). Training writes the patient split to
+``RUN/split.json`` and the held-out samples to ``RUN/test.npz`` so that evaluation uses exactly the
+patients the members never saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from train.seg.data import SegSamples, from_layout, from_simulator
+
+
+def add_source_args(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("data")
+    g.add_argument("--data", type=Path, help="ICLUS-DB-style dataset folder (frames + LabelMe masks)")
+    g.add_argument("--sim", type=int, metavar="N", help="simulate N patients in memory instead of --data")
+    g.add_argument("--sim-clips", type=int, default=2, help="clips per simulated patient")
+    g.add_argument("--sim-frames", type=int, default=40, help="frames per simulated clip")
+    g.add_argument("--sim-stride", type=int, default=4, help="use every k-th simulated frame")
+    g.add_argument(
+        "--probe",
+        default="all",
+        choices=["all", "convex", "linear"],
+        help="keep only frames of this probe (the paper trains on convex)",
+    )
+
+
+def load_source(args: argparse.Namespace, seed: int = 0) -> SegSamples:
+    if (args.data is None) == (args.sim is None):
+        raise SystemExit(
+            "give exactly one data source: --data DIR (dataset folder) or --sim N (simulate N patients)"
+        )
+    if args.data is not None:
+        samples = from_layout(args.data, None if args.probe == "all" else args.probe)
+    else:
+        samples = from_simulator(args.sim, args.sim_clips, args.sim_frames, args.sim_stride, seed=seed)
+    return samples.filter_probe(None if args.probe == "all" else args.probe)
+
+
+def save_samples(samples: SegSamples, path: Path) -> None:
+    np.savez_compressed(
+        path,
+        images=samples.images,
+        masks=samples.masks,
+        patients=samples.patients.astype(str),
+        scores=samples.scores,
+        probes=samples.probes.astype(str),
+    )
+
+
+def load_samples(path: Path) -> SegSamples:
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"{path} not found: train with `lus-train seg --out RUN` first, or pass --data/--sim"
+        )
+    z = np.load(path, allow_pickle=False)
+    return SegSamples(
+        z["images"], z["masks"], z["patients"].astype(object), z["scores"], z["probes"].astype(object)
+    )
+
+
+def write_split(path: Path, **sets: SegSamples) -> None:
+    path.write_text(json.dumps({k: sorted(set(v.patients.tolist())) for k, v in sets.items()}, indent=2))
