@@ -130,8 +130,14 @@ def test_missing_device_fails_at_once_naming_the_device() -> None:
 @pytest.mark.parametrize("mode", ["error", "stall"])
 def test_lost_source_is_reported_retried_and_recovers(folder: Path, mode: str) -> None:
     spec = SourceSpec(
-        "folder", str(folder), fps=50.0, roi="off", outage=(15, 1.0, mode),
-        lost_after_periods=5, lost_after_min_s=0.2, retry_backoff_s=(0.05, 0.2),
+        "folder",
+        str(folder),
+        fps=50.0,
+        roi="off",
+        outage=(15, 1.0, mode),
+        lost_after_periods=5,
+        lost_after_min_s=0.2,
+        retry_backoff_s=(0.05, 0.2),
     )
     with CaptureProcess(spec, capacity=64) as cap:
         st = _wait_for(cap, lambda s: s["state"] == "lost")
