@@ -37,7 +37,10 @@ def _plan_for(m: dict[str, Any], path: Path, precision: str | None) -> tuple[Pat
     from engines.plans import find_plan
     from engines.trt_backend import current_gpu, import_tensorrt
 
-    trt = import_tensorrt()
+    try:
+        trt = import_tensorrt()
+    except BackendUnavailableError as exc:
+        raise BackendUnavailableError(f"{path}: {exc}") from None
     gpu = current_gpu()
     if gpu is None:
         raise BackendUnavailableError(f"{path}: no CUDA GPU visible (pycuda); TensorRT needs one")

@@ -28,9 +28,23 @@ PRECISIONS = ("fp32", "fp16", "int8")
 BATCH_DIM = "batch"
 
 REQUIRED_KEYS = (
-    "schema_version", "name", "version", "task", "format", "file", "sha256", "onnx_sha256",
-    "inputs", "outputs", "preprocessing", "class_names", "training", "metrics", "parameters", "tensorrt",
-)  # fmt: skip
+    "schema_version",
+    "name",
+    "version",
+    "task",
+    "format",
+    "file",
+    "sha256",
+    "onnx_sha256",
+    "inputs",
+    "outputs",
+    "preprocessing",
+    "class_names",
+    "training",
+    "metrics",
+    "parameters",
+    "tensorrt",
+)
 TENSORRT_KEYS = ("gpu_name", "compute_capability", "tensorrt_version", "precision", "batch_profile")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -257,9 +271,10 @@ def validate_manifest(m: Any, source: str) -> None:
             fail("preprocessing must be null or an object")
         size = pre.get("size_hw")
         if not (
-            isinstance(size, list) and len(size) == 2
+            isinstance(size, list)
+            and len(size) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
-        ):  # fmt: skip
+        ):
             fail(f"preprocessing.size_hw {size!r} must be [H, W] positive ints")
         if pre.get("scale") not in SCALES:
             fail(f"preprocessing.scale {pre.get('scale')!r} must be one of {list(SCALES)}")
@@ -314,8 +329,9 @@ def validate_manifest(m: Any, source: str) -> None:
             fail(f"tensorrt.precision {trt['precision']!r} must be one of {list(PRECISIONS)}")
         bp = trt["batch_profile"]
         if not (
-            isinstance(bp, list) and len(bp) == 3
+            isinstance(bp, list)
+            and len(bp) == 3
             and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in bp)
             and bp[0] <= bp[1] <= bp[2]
-        ):  # fmt: skip
+        ):
             fail(f"tensorrt.batch_profile {bp!r} must be [min, opt, max] positive ints, min <= opt <= max")

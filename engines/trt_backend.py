@@ -67,8 +67,13 @@ def current_gpu() -> dict[str, str] | None:
         return None
 
 
-def check_plan_matches(manifest: Mapping[str, Any], manifest_path: str | Path, trt_version: str,
-                       gpu: Mapping[str, str], onnx_sha256: str | None = None) -> None:  # fmt: skip
+def check_plan_matches(
+    manifest: Mapping[str, Any],
+    manifest_path: str | Path,
+    trt_version: str,
+    gpu: Mapping[str, str],
+    onnx_sha256: str | None = None,
+) -> None:
     """Raise PlanMismatchError (with the rebuild command) unless the plan fits this GPU/TensorRT/ONNX."""
     info = manifest["tensorrt"]
     onnx_name = str(manifest["name"]) + ".onnx"
@@ -94,8 +99,14 @@ class TrtEngine(Engine):
 
     backend = "tensorrt"
 
-    def __init__(self, manifest: Mapping[str, Any], manifest_path: str | Path, *, cuda_graph: bool = False,
-                 onnx_sha256: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        manifest: Mapping[str, Any],
+        manifest_path: str | Path,
+        *,
+        cuda_graph: bool = False,
+        onnx_sha256: str | None = None,
+    ) -> None:
         super().__init__(manifest, manifest_path)
         if manifest["format"] != "tensorrt-plan":
             raise EngineError(

@@ -133,10 +133,16 @@ def test_manifest_io_must_match_onnx(tiny_models: dict[str, Path], tmp_path: Pat
 
 def test_aggregator_manifest_is_not_an_engine(tmp_path: Path) -> None:
     m = build_manifest(
-        name="agg", version="1", task="aggregator", format="none", inputs=[], outputs=[], class_names=[],
+        name="agg",
+        version="1",
+        task="aggregator",
+        format="none",
+        inputs=[],
+        outputs=[],
+        class_names=[],
         training={"data": "x", "synthetic_only": True, "clinical_use": False, "command": "x"},
         parameters={"neutral_elements": [0.5] * 4, "sord_gap": 0.5},
-    )  # fmt: skip
+    )
     path = write_manifest(m, tmp_path / "agg.json")
     with pytest.raises(EngineError, match=r"agg\.json: an aggregator manifest has no model file to run"):
         load_engine(path)
@@ -174,10 +180,20 @@ def _plan_manifest(onnx_mp: Path, gpu: str, cc: str, trt: str, prec: str, onnx_s
     plan.write_bytes(f"fake plan {stem}".encode())
     drop = ("file", "sha256", "format", "onnx_sha256", "tensorrt")
     fields = {k: v for k, v in onnx_m.items() if k not in drop}
-    info = {"gpu_name": gpu, "compute_capability": cc, "tensorrt_version": trt, "precision": prec,
-            "batch_profile": [1, 1, 8]}  # fmt: skip
-    m = build_manifest(model_file=plan, format="tensorrt-plan", onnx_sha256=onnx_sha or onnx_m["sha256"],
-                       tensorrt=info, **fields)  # fmt: skip
+    info = {
+        "gpu_name": gpu,
+        "compute_capability": cc,
+        "tensorrt_version": trt,
+        "precision": prec,
+        "batch_profile": [1, 1, 8],
+    }
+    m = build_manifest(
+        model_file=plan,
+        format="tensorrt-plan",
+        onnx_sha256=onnx_sha or onnx_m["sha256"],
+        tensorrt=info,
+        **fields,
+    )
     return write_manifest(m, plan.with_suffix(".json"))
 
 
@@ -199,8 +215,11 @@ def test_plan_discovery_and_mismatch_messages(tiny_models: dict[str, Path], tmp_
     assert found is None and len(refused) == 4
 
     plan_m = load_manifest(other_gpu)
-    with pytest.raises(PlanMismatchError, match=r"plan built for NVIDIA H100 .* this GPU is NVIDIA L4 .*"
-                       r"rebuild with tools/build_engine\.py tiny-frame\.onnx"):  # fmt: skip
+    with pytest.raises(
+        PlanMismatchError,
+        match=r"plan built for NVIDIA H100 .* this GPU is NVIDIA L4 .*"
+        r"rebuild with tools/build_engine\.py tiny-frame\.onnx",
+    ):
         check_plan_matches(plan_m, other_gpu, "10.3.0", here)
     with pytest.raises(PlanMismatchError, match=r"TensorRT 10\.3\.0, this machine has TensorRT 10\.0\.1;"):
         check_plan_matches(load_manifest(good), good, "10.0.1", here)
