@@ -1,0 +1,646 @@
+r"""Streaming clip aggregation: the learned min-uninorm of Roy et al. 2020 (§IV-B, Eq. 8–9) and the
+baselines ``max_argmax`` / ``argmax_mean`` (§V-B), frame by frame, numpy only (no torch, no ``train``).
+
+The uninorm
+-----------
+For score ``c`` with neutral element ``e = e_c`` the product min-uninorm is::
+
+    U(a, b) = a·b / e                        a, b ≤ e          (conjunctive part, product t-norm)
+            = 1 − (1 − a)(1 − b)/(1 − e)     a, b ≥ e          (disjunctive part, product t-conorm)
+            = min(a, b)                      otherwise
+
+and the clip aggregate after frames ``p_1..p_n`` is ``v_n = U(v_{n−1}, p_n)``, ``v_0 = e``; the clip
+probabilities are ``softmax(v^{(0)}, …, v^{(3)})``.
+
+State (the log domain for both product regions)
+-----------------------------------------------
+Split the frames into ``L = {p < e}`` and ``H = {p > e}`` (``p = e`` is neutral). Then
+
+    v = e · Π_{L} (p/e)                          if L ≠ ∅,
+    v = 1 − (1 − e) · Π_{H} ((1 − p)/(1 − e))    if L = ∅.
+
+Proof by induction over the fold: while every frame so far is ≥ e the state stays ≥ e and the
+disjunctive part applies (``1 − v`` multiplies by ``(1 − p)/(1 − e)``); the first frame below ``e``
+meets a state ≥ e, so the min picks the frame, and from then on the state is < e: a further low frame
+multiplies it by ``p/e``, a high frame meets the min and leaves it unchanged. So the min region needs no
+state at all — it "falls out" of the comparison ``n_low > 0``.
+
+The state per score is therefore ``(n_low, λ_low, λ_high)`` with ``λ_low = Σ_L log(p/e) ≤ 0`` and
+``λ_high = Σ_H log((1 − p)/(1 − e)) ≤ 0``, and ``log v = log e + λ_low`` (conjunctive) or
+``log(1 − v) = log(1 − e) + λ_high`` (disjunctive). Neither sum underflows or saturates: after 10⁵
+frames ``λ`` is a moderate negative number even when ``v`` itself would be 10⁻⁵⁰⁰⁰ or 1 − 10⁻⁵⁰⁰⁰.
+Whole-clip sums are Neumaier-compensated, so their error does not grow with the number of frames.
+Exact zeros (``p = 0`` below ``e``, ``p = 1`` above) are counted apart (``log 0 = −∞``).
+
+The score is the argmax of ``logit(v) = log v − log(1 − v)``, computed from ``λ`` without forming ``v``,
+so aggregates that round to the same float (two scores both at 1 − 10⁻²⁰) are still ordered exactly
+(:meth:`StreamingAggregator.score`). The returned probabilities are the softmax of ``v`` as published.
+
+Sliding windows
+---------------
+``(n_low, λ_low, λ_high)`` combine by addition, a monoid, so any window algorithm for monoids applies.
+We use the two-stack queue (front stack of suffix aggregates + running back aggregate; a "flip"
+rebuilds the suffixes with one vectorised ``accumulate`` when the front empties): O(1) amortised per
+frame, no subtraction (so no cancellation, ``−∞`` is fine) and the same code serves ``max_argmax``,
+whose ``max`` has no inverse. Windows count frames (``window_frames``), seconds (``window_seconds``,
+using ``t_ns`` timestamps) or both.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+N_SCORES = 4
+KINDS = ("uninorm", "max_argmax", "argmax_mean")
+_LOOSE = 1e-3  # inputs this far outside [0, 1] are clipped (float error); beyond it they are refused
+_UNIFORM = (0.25, 0.25, 0.25, 0.25)
+
+
+def _as_probs(probs: Any) -> list[float]:
+    """Frame probabilities → 4 Python floats in [0, 1]; refuses NaN, wrong length, non-probabilities."""
+    vals = probs.tolist() if hasattr(probs, "tolist") else list(probs)
+    if len(vals) != N_SCORES:
+        raise ValueError(f"aggregator: expected {N_SCORES} frame probabilities, got {len(vals)}: {vals!r}")
+    for i, v in enumerate(vals):
+        if not (-_LOOSE <= v <= 1.0 + _LOOSE):  # also False for NaN
+            raise ValueError(
+                f"aggregator: frame probability {i} is {v!r}; pass softmax probabilities in [0, 1]"
+            )
+        if v < 0.0:
+            vals[i] = 0.0
+        elif v > 1.0:
+            vals[i] = 1.0
+    return vals
+
+
+def _softmax(values: Sequence[float]) -> np.ndarray:
+    m = max(values)
+    z = [math.exp(v - m) for v in values]
+    s = sum(z)
+    return np.array([x / s for x in z])
+
+
+def _argmax(values: Sequence[float]) -> int:
+    best, arg = values[0], 0
+    for i in range(1, len(values)):
+        if values[i] > best:
+            best, arg = values[i], i
+    return arg
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x > 0.0 else -math.inf
+
+
+# ------------------------------------------------------------------------------------------ uninorm
+
+
+def uninorm(a: float, b: float, e: float) -> float:
+    """The binary min-uninorm ``U_e(a, b)`` (direct formula, float64): the reference for the streaming
+    state. The neutral element is returned exactly and each region's result is kept inside the region
+    (rounding cannot move a value across ``e``)."""
+    if a == e:
+        return b
+    if b == e:
+        return a
+    if a <= e and b <= e:  # e > 0 here: a = b = e = 0 returned above
+        return min(a * b / e, a, b)
+    if a >= e and b >= e:  # e < 1 here
+        return max(1.0 - (1.0 - a) * (1.0 - b) / (1.0 - e), a, b)
+    return min(a, b)
+
+
+def fold(values: Sequence[float], e: float) -> float:
+    """Direct left fold ``U_e(…U_e(U_e(e, v_1), v_2)…, v_n)`` in float64 (underflows on long inputs)."""
+    state = float(e)
+    for v in values:
+        state = uninorm(state, float(v), e)
+    return state
+
+
+
+class _UninormMath:
+    """Per-score constants and the map from the log-domain state to value and ordering key."""
+
+    def __init__(self, neutral_elements: Sequence[float]) -> None:
+        es = [float(e) for e in neutral_elements]
+        if len(es) != N_SCORES or not all(0.0 <= e <= 1.0 for e in es):
+            raise ValueError(
+                f"aggregator: neutral_elements {list(neutral_elements)!r} must be "
+                f"{N_SCORES} numbers in [0, 1]"
+            )
+        self.e = es
+        self.log_e = [_log(e) for e in es]
+        self.log_1me = [_log(1.0 - e) for e in es]
+
+    def contribution(self, c: int, p: float) -> tuple[int, float, float]:
+        """(is_low, log(p/e) if low, log((1−p)/(1−e)) if high) for one frame probability."""
+        e = self.e[c]
+        if p < e:
+            return 1, _log(p) - self.log_e[c], 0.0
+        if p > e:
+            return 0, 0.0, _log(1.0 - p) - self.log_1me[c]
+        return 0, 0.0, 0.0
+
+    def value(self, c: int, n_low: float, lam_low: float, lam_high: float) -> float:
+        if n_low > 0:
+            return math.exp(self.log_e[c] + lam_low)
+        return 1.0 - math.exp(self.log_1me[c] + lam_high)
+
+    def logit(self, c: int, n_low: float, lam_low: float, lam_high: float) -> float:
+        """log v − log(1 − v), exact where v rounds to 0 or 1 (±inf at exactly 0 / 1)."""
+        if n_low > 0:
+            lv = self.log_e[c] + lam_low
+            if lv == -math.inf:
+                return -math.inf
+            ev = math.exp(lv)
+            return math.inf if ev >= 1.0 else lv - math.log1p(-ev)
+        lc = self.log_1me[c] + lam_high  # log(1 − v)
+        if lc == -math.inf:
+            return math.inf
+        ec = math.exp(lc)
+        return -math.inf if ec >= 1.0 else math.log1p(-ec) - lc
+
+
+class StreamingAggregator:
+    """Base: ``update(probs) -> clip probabilities``, ``value()``, ``score()``, ``reset()``, ``count``.
+
+    ``update`` returns a new array (safe to keep). ``t_ns`` (monotonic ns, e.g. the frame's
+    ``t_capture_ns``) is only used by time windows; it defaults to now.
+    """
+
+    kind = ""
+    window_frames: int | None = None
+    window_seconds: float | None = None
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def update(self, probs: Any, t_ns: int | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def value(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self) -> int:
+        """The clip score: argmax of the aggregate (for the uninorm: exact ordering, see module doc)."""
+        return int(np.argmax(self.value()))
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        win = (
+            f", window_frames={self.window_frames}, window_seconds={self.window_seconds}"
+            if self.windowed
+            else ""
+        )
+        return f"{type(self).__name__}(kind={self.kind!r}, count={self.count}{win})"
+
+    @property
+    def windowed(self) -> bool:
+        return self.window_frames is not None or self.window_seconds is not None
+
+
+class UninormClipAggregator(StreamingAggregator):
+    """Whole-clip min-uninorm per score, log-domain state with compensated sums (O(1) per frame)."""
+
+    kind = "uninorm"
+
+    def __init__(self, neutral_elements: Sequence[float]) -> None:
+        super().__init__()
+        self._m = _UninormMath(neutral_elements)
+        self.reset()
+
+    @property
+    def neutral_elements(self) -> list[float]:
+        return list(self._m.e)
+
+    def reset(self) -> None:
+        self.count = 0
+        self._n_low = [0, 0, 0, 0]
+        self._n_high = [0, 0, 0, 0]
+        self._zero_low = [0, 0, 0, 0]  # frames with p = 0 < e: the conjunctive product is exactly 0
+        self._one_high = [0, 0, 0, 0]  # frames with p = 1 > e: the disjunctive value is exactly 1
+        self._low = [0.0, 0.0, 0.0, 0.0]  # Neumaier sums and their compensations
+        self._low_c = [0.0, 0.0, 0.0, 0.0]
+        self._high = [0.0, 0.0, 0.0, 0.0]
+        self._high_c = [0.0, 0.0, 0.0, 0.0]
+        self._z = [0.0, 0.0, 0.0, 0.0]  # scratch: exp of the four aggregates
+
+    def update(self, probs: Any, t_ns: int | None = None) -> np.ndarray:
+        vals = _as_probs(probs)
+        m = self._m
+        es, log_e, log_1me = m.e, m.log_e, m.log_1me
+        n_low, low, low_c, high, high_c = self._n_low, self._low, self._low_c, self._high, self._high_c
+        exp, log = math.exp, math.log
+        z = self._z
+        for c in range(N_SCORES):
+            p = vals[c]
+            e = es[c]
+            if p < e:
+                n_low[c] += 1
+                if p == 0.0:
+                    self._zero_low[c] += 1
+                else:  # Neumaier-compensated λ_low += log(p/e)
+                    x = log(p) - log_e[c]
+                    s = low[c]
+                    t = s + x
+                    low_c[c] += (s - t) + x if abs(s) >= abs(x) else (x - t) + s
+                    low[c] = t
+            elif p > e:
+                self._n_high[c] += 1
+                if p == 1.0:
+                    self._one_high[c] += 1
+                else:  # λ_high += log((1−p)/(1−e))
+                    x = log(1.0 - p) - log_1me[c]
+                    s = high[c]
+                    t = s + x
+                    high_c[c] += (s - t) + x if abs(s) >= abs(x) else (x - t) + s
+                    high[c] = t
+            # v ∈ [0, 1], so exp(v) needs no max-shift in the softmax
+            if n_low[c]:
+                v = 0.0 if self._zero_low[c] else exp(log_e[c] + low[c] + low_c[c])
+            else:
+                v = 1.0 if self._one_high[c] else 1.0 - exp(log_1me[c] + high[c] + high_c[c])
+            z[c] = exp(v)
+        self.count += 1
+        total = z[0] + z[1] + z[2] + z[3]
+        return np.array((z[0] / total, z[1] / total, z[2] / total, z[3] / total))
+
+    def log_state(self) -> list[tuple[str, float]]:
+        """Exact state per score: ``("low", log v)``, ``("high", log(1 − v))`` or ``("neutral", log e)``."""
+        out = []
+        for c in range(N_SCORES):
+            if self._n_low[c]:
+                lam = -math.inf if self._zero_low[c] else self._low[c] + self._low_c[c]
+                out.append(("low", self._m.log_e[c] + lam))
+            elif self._n_high[c]:
+                lam = -math.inf if self._one_high[c] else self._high[c] + self._high_c[c]
+                out.append(("high", self._m.log_1me[c] + lam))
+            else:
+                out.append(("neutral", self._m.log_e[c]))
+        return out
+
+    def _lams(self, c: int) -> tuple[int, float, float]:
+        low = -math.inf if self._zero_low[c] else self._low[c] + self._low_c[c]
+        high = -math.inf if self._one_high[c] else self._high[c] + self._high_c[c]
+        return self._n_low[c], low, high
+
+    def aggregates(self) -> np.ndarray:
+        """The four uninorm folds ``v`` (the softmax's inputs)."""
+        return np.array([self._m.value(c, *self._lams(c)) for c in range(N_SCORES)])
+
+    def value(self) -> np.ndarray:
+        m = self._m
+        return _softmax([m.value(c, *self._lams(c)) for c in range(N_SCORES)])
+
+    def score(self) -> int:
+        m = self._m
+        return _argmax([m.logit(c, *self._lams(c)) for c in range(N_SCORES)])
+
+
+class MaxArgmaxClipAggregator(StreamingAggregator):
+    """Hard rule: the highest per-frame argmax so far; ``value()`` is its one-hot (uniform if empty)."""
+
+    kind = "max_argmax"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self._max = -1
+
+    def update(self, probs: Any, t_ns: int | None = None) -> np.ndarray:
+        a = _argmax(_as_probs(probs))
+        if a > self._max:
+            self._max = a
+        self.count += 1
+        return self.value()
+
+    def value(self) -> np.ndarray:
+        if self._max < 0:
+            return np.array(_UNIFORM)
+        out = np.zeros(N_SCORES)
+        out[self._max] = 1.0
+        return out
+
+    def score(self) -> int:
+        return max(self._max, 0)
+
+
+class ArgmaxMeanClipAggregator(StreamingAggregator):
+    """Mean of the frame probabilities so far (compensated sums); ``score()`` is its argmax."""
+
+    kind = "argmax_mean"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self._sum = [0.0, 0.0, 0.0, 0.0]
+        self._comp = [0.0, 0.0, 0.0, 0.0]
+
+    def update(self, probs: Any, t_ns: int | None = None) -> np.ndarray:
+        vals = _as_probs(probs)
+        for c in range(N_SCORES):
+            x = vals[c]
+            s = self._sum[c]
+            t = s + x
+            self._comp[c] += (s - t) + x if abs(s) >= abs(x) else (x - t) + s
+            self._sum[c] = t
+        self.count += 1
+        return self.value()
+
+    def value(self) -> np.ndarray:
+        if not self.count:
+            return np.array(_UNIFORM)
+        n = self.count
+        return np.array([(self._sum[c] + self._comp[c]) / n for c in range(N_SCORES)])
+
+    def score(self) -> int:
+        return _argmax(self.value().tolist()) if self.count else 0
+
+
+# ------------------------------------------------------------------------------------ sliding window
+
+
+class TwoStackWindow:
+    """Sliding-window fold of a monoid on fixed-length float vectors, O(1) amortised per push.
+
+    ``combine`` is ``np.add`` or ``np.maximum`` (with ``identity`` 0 or −inf). Elements live in a ring
+    buffer; the oldest ``n_front`` of them form the front stack, each holding the combination of itself
+    and every newer front element (``suffix``); newer elements only update the running back aggregate.
+    Evicting the oldest pops the front; when it is empty, a flip recomputes the suffixes of all
+    elements with one ``combine.accumulate`` (each element is flipped at most once: amortised O(1)).
+    """
+
+    def __init__(
+        self, dim: int, combine: np.ufunc, identity: float, max_frames: int | None, max_seconds: float | None
+    ) -> None:
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"aggregator: window_frames={max_frames} must be ≥ 1")
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"aggregator: window_seconds={max_seconds} must be > 0")
+        if max_frames is None and max_seconds is None:
+            raise ValueError("aggregator: a window needs window_frames and/or window_seconds")
+        self.dim, self.combine, self.identity = dim, combine, identity
+        self.max_frames = max_frames
+        self.max_ns = None if max_seconds is None else round(max_seconds * 1e9)
+        cap = max_frames if max_frames is not None else 256
+        self._elems = np.empty((cap, dim))
+        self._suffix = np.empty((cap, dim))
+        self._times = np.zeros(cap, dtype=np.int64)
+        self._back = np.full(dim, identity)
+        self._out = np.empty(dim)
+        self.clear()
+
+    def clear(self) -> None:
+        self._head = 0
+        self._n = 0
+        self._n_front = 0
+        self._back.fill(self.identity)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _flip(self) -> None:
+        cap = self._elems.shape[0]
+        idx = (self._head + np.arange(self._n)) % cap
+        block = self._elems[idx]
+        self._suffix[idx] = self.combine.accumulate(block[::-1], axis=0)[::-1]
+        self._n_front = self._n
+        self._back.fill(self.identity)
+
+    def _pop(self) -> None:
+        if self._n_front == 0:
+            self._flip()
+        self._head = (self._head + 1) % self._elems.shape[0]
+        self._n_front -= 1
+        self._n -= 1
+
+    def _grow(self) -> None:
+        cap = self._elems.shape[0]
+        idx = (self._head + np.arange(self._n)) % cap
+        for name in ("_elems", "_suffix"):
+            old = getattr(self, name)
+            new = np.empty((2 * cap, self.dim))
+            new[: self._n] = old[idx]
+            setattr(self, name, new)
+        times = np.zeros(2 * cap, dtype=np.int64)
+        times[: self._n] = self._times[idx]
+        self._times = times
+        self._head = 0
+
+    def push(self, element: Sequence[float], t_ns: int) -> None:
+        if self.max_frames is not None:
+            while self._n >= self.max_frames:
+                self._pop()
+        if self.max_ns is not None:
+            horizon = t_ns - self.max_ns
+            while self._n and self._times[self._head] <= horizon:
+                self._pop()
+        cap = self._elems.shape[0]
+        if self._n == cap:
+            self._grow()
+            cap = self._elems.shape[0]
+        pos = (self._head + self._n) % cap
+        row = self._elems[pos]
+        row[:] = element
+        self._times[pos] = t_ns
+        self._n += 1
+        self.combine(self._back, row, out=self._back)
+
+    def aggregate(self) -> np.ndarray:
+        """The combination of every element in the window (a view into a reused buffer: copy to keep)."""
+        if self._n_front:
+            return self.combine(self._suffix[self._head], self._back, out=self._out)
+        self._out[:] = self._back
+        return self._out
+
+
+class WindowedAggregator(StreamingAggregator):
+    """Any of the three aggregators over the last ``window_frames`` frames and/or ``window_seconds``."""
+
+    def __init__(
+        self,
+        kind: str,
+        neutral_elements: Sequence[float] | None,
+        window_frames: int | None,
+        window_seconds: float | None,
+    ) -> None:
+        super().__init__()
+        self.kind = kind
+        self.window_frames, self.window_seconds = window_frames, window_seconds
+        if kind == "uninorm":
+            self._m = _UninormMath(neutral_elements if neutral_elements is not None else [0.0] * N_SCORES)
+            # element: n_low[4], λ_low[4], λ_high[4]
+            self._win = TwoStackWindow(3 * N_SCORES, np.add, 0.0, window_frames, window_seconds)
+        elif kind == "max_argmax":
+            self._win = TwoStackWindow(1, np.maximum, -math.inf, window_frames, window_seconds)
+        elif kind == "argmax_mean":
+            self._win = TwoStackWindow(N_SCORES, np.add, 0.0, window_frames, window_seconds)
+        else:
+            raise ValueError(f"aggregator: unknown kind {kind!r}; choose one of {list(KINDS)}")
+        self._elem = [0.0] * self._win.dim
+
+    @property
+    def neutral_elements(self) -> list[float] | None:
+        return list(self._m.e) if self.kind == "uninorm" else None
+
+    def reset(self) -> None:
+        self._win.clear()
+        self.count = 0
+
+    def update(self, probs: Any, t_ns: int | None = None) -> np.ndarray:
+        vals = _as_probs(probs)
+        el = self._elem
+        if self.kind == "uninorm":
+            m = self._m
+            for c in range(N_SCORES):  # inlined _UninormMath.contribution
+                p, e = vals[c], m.e[c]
+                if p < e:
+                    el[c], el[4 + c], el[8 + c] = (
+                        1.0,
+                        (math.log(p) if p > 0.0 else -math.inf) - m.log_e[c],
+                        0.0,
+                    )
+                elif p > e:
+                    el[c], el[4 + c], el[8 + c] = (
+                        0.0,
+                        0.0,
+                        (math.log(1.0 - p) if p < 1.0 else -math.inf) - m.log_1me[c],
+                    )
+                else:
+                    el[c] = el[4 + c] = el[8 + c] = 0.0
+        elif self.kind == "max_argmax":
+            el[0] = float(_argmax(vals))
+        else:
+            el[:] = vals
+        self._win.push(el, time.monotonic_ns() if t_ns is None else int(t_ns))
+        self.count = len(self._win)
+        return self.value()
+
+    def value(self) -> np.ndarray:
+        if not self.count:
+            if self.kind == "uninorm":
+                return _softmax(self._m.e)
+            return np.array(_UNIFORM)
+        agg = self._win.aggregate().tolist()
+        if self.kind == "uninorm":
+            m, exp = self._m, math.exp
+            z = [
+                exp(exp(m.log_e[c] + agg[4 + c]) if agg[c] > 0 else 1.0 - exp(m.log_1me[c] + agg[8 + c]))
+                for c in range(N_SCORES)
+            ]  # softmax of v ∈ [0, 1]: no max-shift needed
+            total = z[0] + z[1] + z[2] + z[3]
+            return np.array((z[0] / total, z[1] / total, z[2] / total, z[3] / total))
+        if self.kind == "max_argmax":
+            out = np.zeros(N_SCORES)
+            out[int(agg[0])] = 1.0
+            return out
+        n = self.count
+        return np.array([a / n for a in agg])
+
+    def aggregates(self) -> np.ndarray:
+        """Uninorm only: the four folds ``v`` over the window."""
+        if self.kind != "uninorm":
+            raise ValueError(f"aggregator: aggregates() is for the uninorm, this is {self.kind!r}")
+        agg = self._win.aggregate().tolist() if self.count else [0.0] * 12
+        return np.array([self._m.value(c, agg[c], agg[4 + c], agg[8 + c]) for c in range(N_SCORES)])
+
+    def score(self) -> int:
+        if self.kind == "uninorm" and self.count:
+            agg = self._win.aggregate().tolist()
+            m = self._m
+            return _argmax([m.logit(c, agg[c], agg[4 + c], agg[8 + c]) for c in range(N_SCORES)])
+        return _argmax(self.value().tolist())
+
+
+# ------------------------------------------------------------------------------------------ factory
+
+
+def make_aggregator(
+    kind: str = "uninorm",
+    neutral_elements: Sequence[float] | None = None,
+    window_frames: int | None = None,
+    window_seconds: float | None = None,
+) -> StreamingAggregator:
+    """A streaming clip aggregator.
+
+    ``kind``: ``uninorm`` (needs the learned ``neutral_elements``; ``None`` means all 0, the untrained
+    layer = probabilistic sum), ``max_argmax`` or ``argmax_mean``. With ``window_frames`` and/or
+    ``window_seconds`` it aggregates only the most recent frames; otherwise everything since ``reset()``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"aggregator: unknown kind {kind!r}; choose one of {list(KINDS)}")
+    if window_frames is not None or window_seconds is not None:
+        return WindowedAggregator(kind, neutral_elements, window_frames, window_seconds)
+    if kind == "uninorm":
+        return UninormClipAggregator(neutral_elements if neutral_elements is not None else [0.0] * N_SCORES)
+    if kind == "max_argmax":
+        return MaxArgmaxClipAggregator()
+    return ArgmaxMeanClipAggregator()
+
+
+def load_neutral_elements(manifest_path: str | Path) -> list[float]:
+    """The four learned neutral elements from an aggregator manifest (``parameters.neutral_elements``)."""
+    from engines.manifest import ManifestError, load_manifest
+
+    path = Path(manifest_path)
+    m = load_manifest(path, verify_file=False)
+    if m["task"] != "aggregator":
+        raise ManifestError(
+            f"{path}: task is {m['task']!r}, not 'aggregator'; pass the aggregator manifest "
+            "(models/frame/aggregator.json, written by `lus-train aggregator`)"
+        )
+    es = m["parameters"].get("neutral_elements")
+    if not (
+        isinstance(es, list) and len(es) == N_SCORES
+        and all(isinstance(e, int | float) and not isinstance(e, bool) and 0.0 <= e <= 1.0 for e in es)
+    ):  # fmt: skip
+        raise ManifestError(
+            f"{path}: parameters.neutral_elements {json.dumps(es)} must be {N_SCORES} numbers in [0, 1]; "
+            "re-run `lus-train aggregator` to rewrite the manifest"
+        )
+    return [float(e) for e in es]
+
+
+def _benchmark(n_values: Sequence[int] = (100, 1000, 10_000, 100_000), seed: int = 0) -> list[dict[str, Any]]:
+    """µs per ``update`` after 10² … 10⁵ frames, for each kind, whole-clip and a 300-frame window."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(N_SCORES), size=max(n_values) + 2000).astype(np.float32)
+    rows = []
+    for kind in KINDS:
+        for window in (None, 300):
+            agg = make_aggregator(kind, [0.05, 0.1, 0.2, 0.3], window_frames=window)
+            done = 0
+            for n in sorted(n_values):
+                for i in range(done, n):  # bring the stream to n frames
+                    agg.update(probs[i])
+                done = n
+                k = 1000
+                t0 = time.perf_counter_ns()
+                for i in range(n, n + k):
+                    agg.update(probs[i])
+                us = (time.perf_counter_ns() - t0) / k / 1000
+                done = n + k
+                rows.append({"kind": kind, "window": window, "frames_seen": n, "us_per_update": round(us, 2)})
+    return rows
+
+
+if __name__ == "__main__":  # python -m stream.aggregate: per-update cost vs frames seen
+    for r in _benchmark():
+        print(f"{r['kind']:<12} window={r['window']!s:<5} after {r['frames_seen']:>6} frames: "
+              f"{r['us_per_update']:6.2f} µs/update")  # fmt: skip
