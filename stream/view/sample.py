@@ -166,3 +166,78 @@ def demo_exam(scores: Sequence[int] | None = None, current: int | None = None, s
     if current is not None:
         session.set_zone(zones[current])
     return session.message(stream_id)
+
+
+def write_demo_recording(path: Any, scores: Sequence[int | None], frames_per_zone: int = 12,
+                         images_per_zone: int = 2, seed: int = 0, hw: tuple[int, int] = (240, 320),
+                         stop: bool = True, meta: dict[str, Any] | None = None) -> Any:
+    """A results file as the engine would record a scripted exam walk (simulated scores, no model).
+
+    Zone ``i`` is scanned for ``frames_per_zone`` frames of a synthetic clip of severity ``scores[i]`` (None:
+    skipped); frame probabilities are noisy around that score, the clip aggregate is their running mean,
+    ``images_per_zone`` frames per zone are recorded as ``image`` + ``seg`` messages. Returns the Recorder's
+    path (the recorder is closed).
+    """
+    from stream.exam import PROTOCOLS, ExamSession
+    from stream.recorder import Recorder
+
+    synth_mod: Any
+    try:
+        import synth as synth_mod
+    except ImportError:  # pragma: no cover - synth ships with the repo
+        synth_mod = None
+    rng = np.random.default_rng(seed)
+    protocol = "soldati14" if len(scores) == 14 else "soldati12"
+    zones = PROTOCOLS[protocol]
+    rec = Recorder(path, "demo", meta=meta or {})
+    session = ExamSession()
+    t = time.monotonic_ns()
+    seq = 0
+
+    def publish(topic: str, msg: dict[str, Any], payloads: Sequence[bytes] = ()) -> None:
+        wire.validate(topic, msg, list(payloads))
+        rec.append(topic, msg, list(payloads))
+
+    session.start("demo-walk", patient_id="demo-patient", protocol=protocol)
+    publish("exam", session.message("demo"))
+    image = np.zeros(hw, np.uint8)
+    mask = np.full(hw, 4, np.uint8)
+    for clip, (zone, score) in enumerate(zip(zones, scores, strict=False), start=1):
+        if score is None:
+            continue
+        session.set_zone(zone, clip)
+        publish("exam", session.message("demo"))
+        sim = synth_mod.LiveSimulator(seed=seed + clip, schedule=[(0, score)], height=hw[0], width=hw[1]) \
+            if synth_mod is not None else None
+        total = np.zeros(4)
+        image_at = set(np.linspace(frames_per_zone // 2, frames_per_zone - 1, images_per_zone).astype(int))
+        for k in range(frames_per_zone):
+            seq += 1
+            t += 33_333_333
+            logits = -2.0 * (np.arange(4) - score) ** 2 + rng.normal(0, 0.8, 4)
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()
+            total += probs
+            roi = image_roi(image) if image.any() else (0, 0, hw[1], hw[0])
+            if k in image_at:
+                if sim is not None:
+                    image, _, mask = sim.next()
+                roi = image_roi(image) if image.any() else (0, 0, hw[1], hw[0])
+                publish(*image_message(seq, image, roi, hw, t))
+                x, y, w, h = roi
+                publish(*seg_message(seq, mask[y:y + h, x:x + w], roi, hw, t))
+            x, y, w, h = roi
+            boxes = [square(x + w / 2, y + h * 0.45, 0.5 * min(w, h), 5.0),
+                     square(x + w / 2, y + h * 0.5, 0.75 * min(w, h), -4.0)]
+            publish("frame", frame_message(seq, int(np.argmax(probs)), probs, boxes, roi, hw, t))
+            video = video_message(seq, total / total.sum(), k + 1, clip, t)
+            publish("video", video)
+            session.observe_video(video)
+        session.freeze()
+        publish("exam", session.message("demo"))
+        publish("status", status_message(seq, t))
+    if stop:
+        session.stop()
+        publish("exam", session.message("demo"))
+    rec.close()
+    return rec.path

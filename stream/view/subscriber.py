@@ -10,7 +10,7 @@ Link state shown to the user:
 
 * ``stale``: connected but no message for ``stale_s`` (default 1 s);
 * ``disconnected``: the TCP peer went away (ZeroMQ socket monitor), or status messages stopped for
-  ``disconnect_s`` after having arrived, or the engine's last status said its source is ``stopped``.
+  ``disconnect_s`` after having arrived, or the final status said ``stopped``/``finished``/``failed``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ERROR_SHOW_S = 3.0
 MAX_DRAIN = 10_000  # safety bound on messages read per poll
+ENDED_STATES = ("stopped", "finished", "failed")  # the engine's final status says it is shutting down
 
 
 @dataclass
@@ -195,7 +196,7 @@ class StreamView:
         """``waiting`` | ``live`` | ``stale`` | ``disconnected``."""
         now = time.monotonic() if now is None else now
         status = self.latest.get("status")
-        if status is not None and status.msg["source"]["state"] == "stopped":
+        if status is not None and status.msg["source"]["state"] in ENDED_STATES:
             return "disconnected"
         if self.connected is False and self.last_msg_t is not None:
             return "disconnected"
