@@ -271,3 +271,81 @@ class FrameRing:
         if self._owner:
             self._shm.unlink()
         self._shm = None  # type: ignore[assignment]
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmark: python -m stream.framebuffer [--frames N] [--fps F] [--hw 480 640]
+# ---------------------------------------------------------------------------------------------
+def _bench_producer(ring: FrameRing, n: int, hw: tuple[int, int], fps: float | None, lossless: bool) -> None:
+    image = np.random.default_rng(0).integers(0, 255, hw, dtype=np.uint8)
+    roi = (0, 0, hw[1], hw[0])
+    period_ns = int(1e9 / fps) if fps else 0
+    t_next = time.monotonic_ns()
+    try:
+        for seq in range(n):
+            if period_ns:
+                t_next += period_ns
+                while time.monotonic_ns() < t_next:
+                    time.sleep(max(0.0, (t_next - time.monotonic_ns()) / 1e9 - 0.0005))
+            if not ring.put(image, seq, time.monotonic_ns(), roi, hw, lossless=lossless):
+                break
+        ring.close()
+    finally:
+        ring.release()
+
+
+def benchmark(n: int = 2000, hw: tuple[int, int] = (480, 640), fps: float = 100.0, capacity: int = 8) -> dict:
+    """Capture→get latency at ``fps`` (paced producer, blocking consumer) and the maximum
+    lossless frames/s, both across two real processes."""
+    ctx = mp.get_context("spawn")
+    out: dict[str, Any] = {"hw": list(hw), "capacity": capacity}
+    for mode in ("latency", "throughput"):
+        ring = FrameRing(capacity, hw, "bench", ctx=ctx)
+        proc = ctx.Process(
+            target=_bench_producer,
+            args=(ring, n, hw, fps if mode == "latency" else None, mode == "throughput"),
+        )
+        proc.start()
+        lat, t_first, count = [], None, 0
+        while True:
+            frame = ring.get(timeout=10.0)
+            if frame is None:
+                break
+            now = time.monotonic_ns()
+            t_first = t_first or now
+            lat.append(now - frame.t_capture_ns)
+            count += 1
+        t_last = time.monotonic_ns()
+        proc.join()
+        dropped = ring.counters()["dropped"]
+        ring.release()
+        if mode == "latency":
+            us = np.array(lat) / 1e3
+            out["latency_us"] = {
+                "p50": float(np.percentile(us, 50)),
+                "p99": float(np.percentile(us, 99)),
+                "max": float(us.max()),
+                "fps": fps,
+                "frames": count,
+                "dropped": dropped,
+            }
+        else:
+            out["throughput_fps"] = (count - 1) / ((t_last - t_first) / 1e9) if count > 1 else 0.0
+            out["throughput_mb_s"] = out["throughput_fps"] * hw[0] * hw[1] / 1e6
+    return out
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Benchmark the capture→lanes frame ring (two processes).")
+    parser.add_argument("--frames", type=int, default=2000, help="frames per measurement (default 2000)")
+    parser.add_argument(
+        "--fps", type=float, default=100.0, help="producer rate for the latency run (default 100)"
+    )
+    parser.add_argument(
+        "--hw", type=int, nargs=2, default=(480, 640), help="frame height width (default 480 640)"
+    )
+    parser.add_argument("--capacity", type=int, default=8, help="ring slots (default 8)")
+    a = parser.parse_args()
+    print(json.dumps(benchmark(a.frames, tuple(a.hw), a.fps, a.capacity), indent=2))

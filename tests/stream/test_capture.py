@@ -168,3 +168,17 @@ def test_every_real_clip_decodes_completely(real_clips_dir: Path) -> None:
             assert len(frames) == int(row["frames"]), row["file"]
         assert st["source"]["hw"] == [int(row["height"]), int(row["width"])]
         assert abs(st["source"]["fps"] - float(row["fps"])) < 0.05, row["file"]
+
+
+def test_corrupt_clip_decodes_what_decodes_and_fails_at_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.mp4"
+    _write_faststart_mp4(path)
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 3000] = np.random.default_rng(0).integers(0, 255, 3000, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    with CaptureProcess(SourceSpec("clip", str(path), as_fast_as_possible=True, roi="off")) as cap:
+        frames = _drain(cap)
+        err = cap.exit_error
+    assert 30 <= len(frames) < 60  # frames after the damage still decode
+    assert err is not None and "decode errors" in err and "did not decode" in err

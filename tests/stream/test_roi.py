@@ -133,3 +133,20 @@ def test_real_full_screen_capture(real_clips_dir: Path) -> None:
     assert 552 <= x <= 564 and 100 <= y <= 112  # the left/top edge of the image, not the 'P' icon at x≈512
     assert 712 <= x + w <= 726 and 360 <= y + h <= 660
     assert w * h < 0.06 * 1280 * 720  # the UI (94% of the screen) is cut away
+
+
+@pytest.mark.parametrize("probe", ["convex", "linear"])
+def test_simulator_frames_in_a_fake_ui_are_found(probe: str) -> None:
+    synth = pytest.importorskip("synth")
+    if not hasattr(synth, "LiveSimulator"):
+        pytest.skip("synth.LiveSimulator has not landed yet")
+    sim = synth.LiveSimulator(seed=5, probe=probe, height=480, width=640)
+    rng = np.random.default_rng(5)
+    tracker = RoiTracker("auto")
+    for _ in range(4):
+        image = sim.next()[0]
+        screen = _paste(_ui_screen(rng), image, 320, 160)
+        box, _ = tracker.update(screen)
+    ys, xs = np.nonzero(cv2.medianBlur(image, 5) > 4)  # the simulator's image region (black outside)
+    truth = (320 + xs.min(), 160 + ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+    assert iou(box, truth) > 0.9, (box, truth)
