@@ -114,7 +114,9 @@ def test_factory_builds_every_table1_model(arch: str) -> None:
 
 
 def test_bad_sizes_are_explained() -> None:
-    with pytest.raises(ValueError, match="multiples of 64"):
-        RegSTN(STNSpec(input_hw=(96, 96)))
+    with pytest.raises(ValueError, match="even and at least 64"):
+        RegSTN(STNSpec(input_hw=(48, 48)))
+    with pytest.raises(ValueError, match="loc_downsample=4"):
+        RegSTN(STNSpec(input_hw=(64, 64), loc_downsample=4))
     with pytest.raises(ValueError, match="unknown frame architecture"):
         build_frame_model("vgg", (64, 64))

@@ -75,7 +75,7 @@ class ScoreHead(nn.Sequential):
 class FrameCNN(nn.Module):
     """Φcnn: trunk + score head, image [N,1,H,W] → logits [N, n_classes].
 
-    H and W must be multiples of 32 (five 2×2 poolings).
+    H and W must be at least 32 (five floor-mode 2×2 poolings; the paper's 112×112 crops end 3×3).
     """
 
     def __init__(self, in_channels: int = 1, n_classes: int = 4, width: float = 1.0) -> None:

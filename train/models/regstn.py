@@ -76,13 +76,13 @@ class LocalisationNet(nn.Module):
     ) -> None:
         super().__init__()
         h, w = input_hw
-        if h % 32 or w % 32:
-            raise ValueError(f"localisation input {input_hw} must be multiples of 32 (five 2x2 poolings)")
+        if min(h, w) < 32:
+            raise ValueError(f"localisation input {input_hw} must be at least 32x32 (five 2x2 poolings)")
         if len(scale_priors) < n_crops:
             raise ValueError(f"need one scale prior per crop: {n_crops} crops, priors {scale_priors}")
         self.n_crops, self.scale_mode = n_crops, scale_mode
         self.features = Trunk(in_channels, width)
-        flat = self.features.out_channels * (h >> N_POOLS) * (w >> N_POOLS)
+        flat = self.features.out_channels * (h >> N_POOLS) * (w >> N_POOLS)  # floor-mode pooling
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(flat, 32), nn.ReLU(inplace=True))
         self.translation = nn.Linear(32, 2)
         nn.init.zeros_(self.translation.weight)
@@ -147,14 +147,11 @@ class RegSTN(nn.Module):
         super().__init__()
         self.spec = spec
         h, w = spec.input_hw
-        if h % 64 or w % 64:
-            raise ValueError(
-                f"input size {spec.input_hw} must be multiples of 64 (crops of half size feed a 5-pool CNN)"
-            )
-        if spec.loc_downsample < 1 or h % (32 * spec.loc_downsample) or w % (32 * spec.loc_downsample):
-            raise ValueError(
-                f"loc_downsample={spec.loc_downsample} must divide {spec.input_hw} into multiples of 32"
-            )
+        if h % 2 or w % 2 or min(h, w) < 64:
+            raise ValueError(f"input size {spec.input_hw} must be even and at least 64 (crops are half size)")
+        ds = spec.loc_downsample
+        if ds < 1 or h % ds or w % ds or min(h, w) // ds < 32:
+            raise ValueError(f"loc_downsample={ds} must divide {spec.input_hw} and leave at least 32 pixels")
         if spec.n_crops not in (1, 2):
             raise ValueError(f"n_crops must be 1 or 2, got {spec.n_crops}")
         self.classifier = FrameCNN(spec.in_channels, spec.n_classes, spec.width)
@@ -221,8 +218,8 @@ class PlainCNN(nn.Module):
         n_classes: int = 4,
     ) -> None:
         super().__init__()
-        if input_hw[0] % 32 or input_hw[1] % 32:
-            raise ValueError(f"input size {input_hw} must be multiples of 32")
+        if min(input_hw) < 32:
+            raise ValueError(f"input size {input_hw} must be at least 32x32")
         self.input_hw = input_hw
         self.classifier = FrameCNN(in_channels, n_classes, width)
 

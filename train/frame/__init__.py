@@ -1,0 +1,1 @@
+"""Frame scorer training (Reg-STN and the Table I baselines): config, data, loop, evaluation, export."""
