@@ -419,3 +419,123 @@ def validate_exam(msg: Any) -> None:
     complete = len(scored) == len(msg["zones"])
     if msg["total"] is not None and (not complete or msg["total"] != msg["partial_total"]):
         raise wire.WireError("exam.total: set although not every zone is scored, or differs from the sum")
+
+
+# ---------------------------------------------------------------------- wiring into the engine
+def summary(exam: ExamSession) -> dict[str, Any] | None:
+    """A short map for the engine's ``status.exam`` field (None when no exam was started)."""
+    if exam.exam_id is None:
+        return None
+    scored, partial, total = exam.totals()
+    return {"exam_id": exam.exam_id, "state": exam.state, "zone": exam.zone, "scored": scored,
+            "n_zones": len(exam.zones), "partial_total": partial, "total": total}
+
+
+def attach(engine: Any, store_patient_id: bool = False, salt: str | None = None) -> ExamSession:
+    """Give a :class:`stream.pipeline.StreamEngine` the exam protocol (duck-typed: ``on_video``,
+    ``reset_clip``, ``g.control``, ``g.publisher``, ``stream_id``).
+
+    The session sees every ``video`` message, the control table gains the exam commands, a zone change
+    resets the clip aggregate, and every change is published (and so recorded) on topic ``exam``.
+    """
+    session = ExamSession(store_patient_id=store_patient_id, salt=salt)
+    engine.on_video.append(session.observe_video)
+
+    def publish(ex: ExamSession) -> None:
+        engine.g.publisher.publish("exam", ex.message(engine.stream_id))
+
+    if engine.g.control is not None:
+        register(engine.g.control, session, on_zone_change=engine.reset_clip, on_change=publish)
+    return session
+
+
+# ---------------------------------------------------------------------- scripted demo exam
+# A severity per zone for the demo walk (14 zones: total 1+0+1+2+1+0+0 + 2+3+2+1+1+0+1 = 15).
+DEMO_SCORES = (1, 0, 1, 2, 1, 0, 0, 2, 3, 2, 1, 1, 0, 1)
+
+
+def demo_schedule(scores: Sequence[int], dwell_frames: int, lead_in: int = 0) -> list[tuple[int, int]]:
+    """The synthetic source's ``(start_frame, score)`` schedule: zone ``i`` is shown for ``dwell_frames``."""
+    if dwell_frames < 4:
+        raise ValueError(f"dwell_frames must be >= 4 (zone, settle, freeze), got {dwell_frames}")
+    return [(lead_in + i * dwell_frames, int(s)) for i, s in enumerate(scores)]
+
+
+def run_scripted_exam(pub: str, ctrl: str, scores: Sequence[int] = DEMO_SCORES, dwell_frames: int = 90,
+                      lead_in: int = 0, exam_id: str = "demo-exam", margin: int | None = None,
+                      timeout_s: float | None = None, stop_event: threading.Event | None = None,
+                      client_key: str | None = None, server_key: str | None = None) -> dict[str, Any]:
+    """Walk the zones through the engine's control socket, in step with its frames (seq from ``frame``).
+
+    Zone ``i`` is on screen for frames ``[lead_in + i*dwell, lead_in + (i+1)*dwell)`` (see
+    :func:`demo_schedule`); the walk selects it ``margin`` frames after it starts and freezes ``margin``
+    frames before it ends, then stops the exam. Returns the final exam table (the ``exam`` reply).
+    """
+    import zmq
+
+    protocol = "soldati14" if len(scores) == 14 else "soldati12"
+    margin = max(1, dwell_frames // 6) if margin is None else margin
+    timeout_s = (len(scores) * dwell_frames + lead_in) / 10.0 + 30 if timeout_s is None else timeout_s
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"frame")
+    req = ctx.socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.setsockopt(zmq.RCVTIMEO, 5000)
+    if client_key and server_key:
+        from stream.security import configure_client
+
+        configure_client(sub, client_key, server_key)
+        configure_client(req, client_key, server_key)
+    sub.connect(pub)
+    req.connect(ctrl)
+
+    def command(name: str, **args: Any) -> dict[str, Any]:
+        req.send(wire.pack({"cmd": name, **args}))
+        return wire.unpack(req.recv())
+
+    try:
+        reply = command("exam_start", exam_id=exam_id, protocol=protocol)
+        if not reply.get("ok"):
+            raise RuntimeError(f"exam_start refused: {reply.get('error')}")
+        zone_i, selected = 0, False
+        deadline = time.monotonic() + timeout_s
+        while zone_i < len(scores):
+            if time.monotonic() > deadline or (stop_event is not None and stop_event.is_set()):
+                raise TimeoutError(f"scripted exam: zone {zone_i + 1} of {len(scores)} not done in time")
+            if not sub.poll(200):
+                continue
+            _topic, msg, _ = wire.decode(sub.recv_multipart())
+            seq = msg["seq"]
+            start = lead_in + zone_i * dwell_frames
+            if not selected and seq >= start + margin:
+                reply = command("zone", zone=zone_i + 1)
+                selected = bool(reply.get("ok"))
+            elif selected and seq >= start + dwell_frames - margin:
+                reply = command("freeze")
+                if reply.get("ok"):
+                    zone_i, selected = zone_i + 1, False
+        return command("exam_stop").get("exam", {})
+    finally:
+        sub.close()
+        req.close()
+
+
+def start_demo_walk(engine: Any, pub: str, ctrl: str, scores: Sequence[int] = DEMO_SCORES,
+                    dwell_frames: int = 90, stop_engine: bool = True) -> threading.Thread:
+    """Run :func:`run_scripted_exam` beside an engine (a daemon thread); optionally stop the engine after."""
+
+    def walk() -> None:
+        try:
+            table = run_scripted_exam(pub, ctrl, scores, dwell_frames)
+            print(f"demo exam done: total {table.get('total')}/{table.get('max_total')}", flush=True)
+        except Exception as err:  # the demo must not take the engine down
+            print(f"demo exam failed: {err}", flush=True)
+        finally:
+            if stop_engine:
+                engine.request_stop()
+
+    thread = threading.Thread(target=walk, name="demo-exam", daemon=True)
+    thread.start()
+    return thread
