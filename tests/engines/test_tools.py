@@ -190,3 +190,25 @@ def test_time_engine_reports(tiny_models: dict[str, Path]) -> None:
 
     t = ie.time_engine(load_engine(tiny_models["frame"], "onnxruntime", threads=1), batch=2, iterations=4)
     assert t["batch"] == 2 and t["min_ms"] <= t["median_ms"] <= t["p90_ms"]
+
+
+def test_gpu_check_without_models_skips_gracefully(tmp_path: Path) -> None:
+    res = _run("gpu_check.py", "--models", str(tmp_path / "none"), "--out", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr
+    assert "no shipped models yet" in res.stdout
+    data = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert data["parity"] == [] and data["skipped"][0]["why"].startswith("no shipped models yet")
+    assert (tmp_path / "out" / "gpu_check.md").read_text().startswith("# GPU check")
+
+
+def test_gpu_check_on_tiny_models(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    gc = _load_tool("gpu_check")
+    assert (
+        gc.main(["--models", str(tiny_models["frame"].parent), "--out", str(tmp_path), "--budget-s", "6"])
+        == 0
+    )
+    data = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert {r["model"] for r in data["parity"]} == {"tiny-frame", "tiny-seg-a", "tiny-seg-b"}
+    assert all(r["probs_max_abs"] <= 1e-4 for r in data["parity"] if r["precision"] == "fp32")
+    assert [r["what"] for r in data["timing"]][-2:] == ["ensemble of 2", "MC dropout K=10 x 2"]
+    assert "| ensemble of 2 | 1 |" in (tmp_path / "gpu_check.md").read_text()
