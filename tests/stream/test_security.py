@@ -191,3 +191,52 @@ def test_keygen_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert security.keygen_main([str(tmp_path / "k")]) == 0
     assert (tmp_path / "k" / "server.key_secret").is_file()
     assert "--server-key" in capsys.readouterr().out
+
+
+def test_engine_sockets_with_curve_on_all_interfaces(keys: security.KeyFiles) -> None:
+    """H6's Publisher/ControlServer take a CurveServer: a 0.0.0.0 bind is then allowed and encrypted."""
+    publisher_mod = pytest.importorskip("stream.publisher")
+    control_mod = pytest.importorskip("stream.control")
+    import socket
+
+    with socket.socket() as s, socket.socket() as s2:
+        s.bind(("127.0.0.1", 0))
+        s2.bind(("127.0.0.1", 0))
+        port, port2 = s.getsockname()[1], s2.getsockname()[1]
+    ctx = zmq.Context()
+    server = CurveServer.from_dir(ctx, keys.server_public.parent)
+    with pytest.raises(SecurityError):
+        publisher_mod.Publisher(f"tcp://0.0.0.0:{port}", context=ctx)
+    pub = publisher_mod.Publisher(f"tcp://0.0.0.0:{port}", context=ctx, curve=server, validate=False)
+    ctrl = control_mod.ControlServer(f"tcp://0.0.0.0:{port2}", context=ctx, curve=server).start()
+    sub = _sub(ctx)
+    configure_client(sub, keys.client_secret, keys.server_public)
+    sub.connect(f"tcp://127.0.0.1:{port}")
+    req = ctx.socket(zmq.REQ)
+    req.linger = 0
+    configure_client(req, keys.client_secret, keys.server_public)
+    req.connect(f"tcp://127.0.0.1:{port2}")
+    try:
+        assert pub.security == "curve" and ctrl.security == "curve"
+        got = False
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            pub.publish("status", {"v": 1, "stream_id": "s", "seq": 0, "t_capture_ns": 0, "t_publish_ns": 0})
+            got = bool(sub.poll(20))
+        assert got
+        req.send(msgpack_pack({"cmd": "help"}))
+        assert req.poll(5000)
+        assert b"commands" in req.recv()
+    finally:
+        sub.close()
+        req.close()
+        ctrl.close()
+        pub.close()
+        server.stop()
+        ctx.term()
+
+
+def msgpack_pack(obj: dict) -> bytes:
+    import msgpack
+
+    return msgpack.packb(obj)
