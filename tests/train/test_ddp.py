@@ -101,3 +101,37 @@ def test_single_process_context_is_plain() -> None:
     assert distributed.wrap_model(model, ctx) is model
     assert distributed.make_sampler(TensorDataset(torch.zeros(4, 2)), ctx) is None
     assert distributed.all_reduce_mean(3.0, ctx) == 3.0
+
+
+@pytest.mark.slow
+def test_frame_training_command_runs_under_torchrun(tmp_path: Path) -> None:
+    """`lus-train frame` unchanged under torchrun: 2 gloo ranks, rank 0 writes one checkpoint."""
+    from train.frame.data import toy_table
+
+    toy_table(n_videos=8, frames_per_video=6).save(tmp_path / "toy.npz")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "-m",
+        "train.cli",
+        "frame",
+        "--config",
+        "tiny",
+        "--epochs",
+        "1",
+        "--cache",
+        str(tmp_path / "toy.npz"),
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("epoch 1/1") == 1  # only rank 0 logs
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert ckpt["epoch"] == 1 and ckpt["history"][0]["test_f1"] is not None

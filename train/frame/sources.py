@@ -60,7 +60,7 @@ def load_table(args: argparse.Namespace, input_hw: tuple[int, int], progress: bo
 
 
 def make_splits(args: argparse.Namespace, table: FrameTable) -> dict[str, list[str]]:
-    """Patient-level split: from --splits, else drawn with --split-seed / --test-fraction."""
+    """Patient split: --splits, else the dataset's splits.json, else drawn (--split-seed, --test-fraction)."""
     if args.splits is not None:
         splits = json.loads(Path(args.splits).read_text())
         missing = set(splits.get("train", []) + splits.get("test", [])) - set(table.patients())
@@ -69,5 +69,11 @@ def make_splits(args: argparse.Namespace, table: FrameTable) -> dict[str, list[s
         if set(splits["train"]) & set(splits["test"]):
             raise SystemExit(f"{args.splits}: a patient is in both train and test")
         return {"train": sorted(splits["train"]), "test": sorted(splits["test"])}
+    if args.data is not None:  # a dataset may ship its own split (ICLUS-DB layout: splits.json)
+        from train.data.layout import read_splits
+
+        given = read_splits(args.data)
+        if given and given.get("train") and given.get("test"):
+            return {"train": sorted(given["train"]), "test": sorted(given["test"])}
     train, test = split_patients(table.patients(), args.test_fraction, args.split_seed)
     return {"train": train, "test": test}
