@@ -30,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     n_frames = sum(r.n_frames for r in records)
     n_masks = sum(len(r.mask_files) for r in records)
     patients = len({r.patient_id for r in records})
-    print(f"OK: {args.root}: {len(records)} videos, {patients} patients, {n_frames} frames, "
-          f"{n_masks} annotated frames")
+    print(
+        f"OK: {args.root}: {len(records)} videos, {patients} patients, {n_frames} frames, "
+        f"{n_masks} annotated frames"
+    )
     return 0
 
 
