@@ -164,9 +164,8 @@ def draw_segmentation(canvas: np.ndarray, seg: SegLayer, cmap: CanvasMap, style:
         patch, (ys, xs) = _paste(canvas, heat_u8, rect)
         if patch.size:
             heat = cv2.applyColorMap(patch, cv2.COLORMAP_INFERNO)
-            region = canvas[ys, xs]
-            alpha = (patch.astype(np.float32)[..., None] / 255.0) * style.heat_alpha
-            canvas[ys, xs] = (region * (1 - alpha) + heat * alpha).astype(np.uint8)
+            alpha = patch.astype(np.float32) * np.float32(style.heat_alpha / 255.0)
+            canvas[ys, xs] = cv2.blendLinear(np.ascontiguousarray(canvas[ys, xs]), heat, 1.0 - alpha, alpha)
     labels, (ys, xs) = _paste(canvas, seg.class_map, rect)
     if not labels.size:
         return
