@@ -51,7 +51,7 @@ def _plan_for(m: dict[str, Any], path: Path, precision: str | None) -> tuple[Pat
     return None, (
         f"{path}: no TensorRT plan for {gpu['gpu_name']} (sm {gpu['compute_capability']}), TensorRT "
         f"{trt.__version__} and this ONNX file ({why}); build one with "
-        f"tools/build_engine.py {path.with_suffix('.onnx')}"
+        f"tools/build_engine.py {path.parent / m['file']}"
     )
 
 

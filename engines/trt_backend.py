@@ -14,6 +14,7 @@ run on a GPU with TensorRT in this project (no such machine was available); its 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,25 @@ def current_gpu() -> dict[str, str] | None:
         return None
 
 
+def rebuild_hint(manifest: Mapping[str, Any], manifest_path: str | Path) -> str:
+    """'rebuild with tools/build_engine.py X.onnx': X is the ONNX beside the plan it was built from."""
+    folder = Path(manifest_path).parent
+    onnx = "the model's .onnx file"
+    for cand in sorted(folder.glob("*.json")):
+        try:
+            other = json.loads(cand.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (
+            isinstance(other, dict)
+            and other.get("format") == "onnx"
+            and other.get("name") == manifest["name"]
+        ):
+            onnx = str(folder / str(other.get("file")))
+            break
+    return f"rebuild with tools/build_engine.py {onnx} (on this machine)"
+
+
 def check_plan_matches(
     manifest: Mapping[str, Any],
     manifest_path: str | Path,
@@ -76,8 +96,7 @@ def check_plan_matches(
 ) -> None:
     """Raise PlanMismatchError (with the rebuild command) unless the plan fits this GPU/TensorRT/ONNX."""
     info = manifest["tensorrt"]
-    onnx_name = str(manifest["name"]) + ".onnx"
-    fix = f"rebuild with tools/build_engine.py {onnx_name} (on this machine)"
+    fix = rebuild_hint(manifest, manifest_path)
     if info["tensorrt_version"] != trt_version:
         raise PlanMismatchError(
             f"{manifest_path}: plan built with TensorRT {info['tensorrt_version']}, this machine has "
@@ -111,7 +130,7 @@ class TrtEngine(Engine):
         if manifest["format"] != "tensorrt-plan":
             raise EngineError(
                 f"{manifest_path}: the tensorrt backend runs plans, this manifest is {manifest['format']!r}; "
-                f"build one with tools/build_engine.py {manifest['name']}.onnx"
+                f"build one with tools/build_engine.py {Path(manifest_path).with_suffix('.onnx')}"
             )
         trt = import_tensorrt()
         cuda = import_pycuda()
@@ -129,7 +148,7 @@ class TrtEngine(Engine):
         if self._engine is None:
             raise PlanMismatchError(
                 f"{manifest_path}: TensorRT could not deserialize the plan; "
-                f"rebuild with tools/build_engine.py {manifest['name']}.onnx"
+                + rebuild_hint(manifest, manifest_path)
             )
         self._context = self._engine.create_execution_context()
         self._stream = cuda.Stream()

@@ -218,7 +218,7 @@ def test_plan_discovery_and_mismatch_messages(tiny_models: dict[str, Path], tmp_
     with pytest.raises(
         PlanMismatchError,
         match=r"plan built for NVIDIA H100 .* this GPU is NVIDIA L4 .*"
-        r"rebuild with tools/build_engine\.py tiny-frame\.onnx",
+        r"rebuild with tools/build_engine\.py .*tiny-frame\.onnx \(on this machine\)",
     ):
         check_plan_matches(plan_m, other_gpu, "10.3.0", here)
     with pytest.raises(PlanMismatchError, match=r"TensorRT 10\.3\.0, this machine has TensorRT 10\.0\.1;"):
