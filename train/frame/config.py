@@ -54,15 +54,16 @@ class FrameConfig:
     w_consistency: float = 1.0
     w_scale_prior: float = 1.0
     # optimisation
-    epochs: int = 16
+    epochs: int = 20
     lr: float = 1e-4
     weight_decay: float = 1e-4
-    lr_milestones: tuple[int, ...] = (10,)
+    lr_milestones: tuple[int, ...] = (14,)
     lr_gamma: float = 0.1
     batch_size: int = 32
     samples_per_epoch: int | None = 4096  # None: the training set size (the paper: every frame once)
     class_balanced: bool = True
-    time_budget_min: float | None = None  # stop after this many minutes (safety cap; None: no cap)
+    time_budget_min: float | None = None  # stop after this many wall-clock minutes (None: no cap)
+    cpu_budget_min: float | None = None  # stop after this many CPU minutes spent in training steps
     augment: Augment = field(default_factory=Augment)
     # runtime
     seed: int = 0
@@ -89,7 +90,7 @@ class FrameConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {},
+    "cpu": {"cpu_budget_min": 25.0, "eval_every": 2},
     "paper": {
         "input_hw": (224, 224),
         "width": 1.0,
@@ -98,6 +99,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr_milestones": (70,),
         "batch_size": 64,
         "samples_per_epoch": None,
+        "eval_every": 1,
     },
     "tiny": {
         "input_hw": (64, 64),
@@ -108,6 +110,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 8,
         "samples_per_epoch": 32,
         "eval_batch": 32,
+        "eval_every": 1,
     },
 }
 
