@@ -172,6 +172,19 @@ def test_training_improves_the_loss_on_a_toy_set():
     assert len(fit.losses) <= 30
 
 
+def test_logit_objective_trains_on_long_clips():
+    """Long confident clips: the logit objective lowers its loss and fits the training clips better."""
+    clips = toy_clips(seed=2, n_patients=12, clips_per_patient=3, frames=(40, 80))
+    labels = np.array([c.label for c in clips])
+    fit = fit_uninorm(clips, FitConfig(objective="logit"))
+    assert min(fit.losses) < fit.losses[0] * 0.8
+    start = (predict_uninorm(clips, [0.0] * 4) == labels).mean()
+    end = (predict_uninorm(clips, fit.neutral_elements) == labels).mean()
+    assert end > start + 0.1
+    with pytest.raises(ValueError, match="objective"):
+        fit_uninorm(clips[:2], FitConfig(objective="other"))
+
+
 def test_sord_video_targets_use_the_gap():
     got = video_sord_targets(torch.tensor([0, 1]))
     want = torch.tensor([[0.989009, 0.010987, 0.000004, 0.0], [0.009687, 0.872007, 0.118013, 0.000293]])
@@ -207,7 +220,7 @@ def test_command_end_to_end(tmp_path):
                "--manifest", str(shipped), "--synthetic-only"])  # fmt: skip
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    for method in ("uninorm", "max_argmax", "argmax_mean"):
+    for method in ("uninorm", "uninorm_logit", "max_argmax", "argmax_mean"):
         for key in ("f1", "precision", "recall"):
             mean, std = metrics[method][key]
             assert 0.0 <= mean <= 1.0 and std >= 0.0

@@ -2,11 +2,14 @@
 
 For each fold: train the neutral elements on the other folds' clips, predict the held-out clips with
 the uninorm layer and both baselines, score each fold (weighted F1/precision/recall); pool the
-predictions into one confusion matrix per method.
+predictions into one confusion matrix per method. The uninorm is trained twice per fold: with the
+published objective (``uninorm``) and with the logit variant (``uninorm_logit``, see
+``train.aggregator.training``); the table keeps both apart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +21,8 @@ from train.aggregator.data import ClipProbs
 from train.aggregator.metrics import fold_scores, pooled_confusion, summarise
 from train.aggregator.training import FitConfig, fit_uninorm, mean_sord_loss, predict_uninorm
 
-METHODS = ("uninorm", "max_argmax", "argmax_mean")
+UNINORMS = {"uninorm": "published", "uninorm_logit": "logit"}
+METHODS = (*UNINORMS, *BASELINES)
 
 
 @dataclass
@@ -35,32 +39,34 @@ def cross_validate(
     labels = np.array([c.label for c in clips])
     preds = {m: np.full(len(clips), -1) for m in METHODS}
     per_fold: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
-    fold_info = []
+    fold_info: list[dict[str, Any]] = []
     for k in tqdm(sorted(set(folds.tolist())), desc="aggregator folds", disable=not progress):
         test = np.flatnonzero(folds == k)
         train = np.flatnonzero(folds != k)
         train_clips = [clips[i] for i in train]
         test_clips = [clips[i] for i in test]
-        fit = fit_uninorm(train_clips, cfg)
-        preds["uninorm"][test] = predict_uninorm(test_clips, fit.neutral_elements)
+        info: dict[str, Any] = {"fold": int(k), "n_train": int(train.size), "n_test": int(test.size)}
+        for name, objective in UNINORMS.items():
+            fit = fit_uninorm(train_clips, dataclasses.replace(cfg, objective=objective))
+            preds[name][test] = predict_uninorm(test_clips, fit.neutral_elements)
+            info[name] = {
+                "neutral_elements": fit.neutral_elements,
+                "epochs_run": len(fit.losses),
+                "best_epoch": fit.best_epoch,
+                "train_loss_first": fit.losses[0] / len(train_clips),
+                "train_loss_best": min(fit.losses) / len(train_clips),
+                "test_loss": mean_sord_loss(test_clips, fit.neutral_elements, cfg.sord_gap, objective),
+            }
         for name, rule in BASELINES.items():
             preds[name][test] = [rule(c.probs) for c in test_clips]
         for m in METHODS:
             per_fold[m].append(fold_scores(labels[test], preds[m][test]))
-        fold_info.append({
-            "fold": int(k),
-            "n_train": int(train.size),
-            "n_test": int(test.size),
-            "neutral_elements": fit.neutral_elements,
-            "epochs_run": len(fit.losses),
-            "best_epoch": fit.best_epoch,
-            "train_loss_first": fit.losses[0] / len(train_clips),
-            "train_loss_best": min(fit.losses) / len(train_clips),
-            "test_loss": mean_sord_loss(test_clips, fit.neutral_elements, cfg.sord_gap),
-            **{f"f1_{m}": per_fold[m][-1]["f1"] for m in METHODS},
-        })  # fmt: skip
+            info[f"f1_{m}"] = per_fold[m][-1]["f1"]
+        fold_info.append(info)
     metrics: dict[str, Any] = {m: {**summarise(per_fold[m]), "per_fold": per_fold[m]} for m in METHODS}
-    metrics["uninorm"]["neutral_elements_per_fold"] = [f["neutral_elements"] for f in fold_info]
+    for name in UNINORMS:
+        metrics[name]["objective"] = UNINORMS[name]
+        metrics[name]["neutral_elements_per_fold"] = [f[name]["neutral_elements"] for f in fold_info]
     metrics["neutral_elements_per_fold"] = metrics["uninorm"]["neutral_elements_per_fold"]
     metrics["folds"] = fold_info
     confusions = {m: pooled_confusion(labels, preds[m]) for m in METHODS}

@@ -6,6 +6,13 @@ early stopping on the training loss (the neutral elements with the lowest traini
 training stops after ``patience`` epochs without improvement). The neutral elements are clamped to
 [0, 1] after each step. Everything runs in float64: the layer has four parameters, and float64 keeps
 long clips' aggregates apart.
+
+Objective ``"published"``: the softmax's inputs are the four aggregates ``v ∈ [0, 1]`` (§IV-B). On long
+clips these sit at ≈ 0 or ≈ 1, the softmax is nearly flat and the gradient with respect to ``e``
+vanishes, so training often cannot move away from ``e = 0`` (docs/aggregation.md has the numbers).
+Objective ``"logit"`` (our variant, not in the paper): the same layer and the same SORD loss, but the
+softmax's inputs are ``logit(v) = log v − log(1 − v)`` (a monotone map of ``v``, so the predicted score
+— the argmax — is computed the same way), which keeps the loss informative on long clips.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class FitConfig:
     sord_gap: float = 0.5
     sord_m: float = 2.0
     init: float = 0.0
+    objective: str = "published"  # or "logit" (see the module docstring)
 
 
 @dataclass
@@ -58,11 +66,24 @@ def pad_clips(clips: list[ClipProbs]) -> tuple[torch.Tensor, torch.Tensor]:
     return probs, mask
 
 
+OBJECTIVES = ("published", "logit")
+_LOGIT_CAP = 1e4  # keeps log_softmax finite if a logit is ±inf (exact 0/1 aggregates)
+
+
 def summed_sord_loss(
-    model: UninormAggregator, probs: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
+    model: UninormAggregator,
+    probs: torch.Tensor,
+    mask: torch.Tensor,
+    targets: torch.Tensor,
+    objective: str = "published",
 ) -> torch.Tensor:
     """Σ over clips of the SORD cross-entropy between soft targets and the layer's softmax."""
-    logits = model.aggregates(probs, mask)
+    if objective == "published":
+        logits = model.aggregates(probs, mask)
+    elif objective == "logit":
+        logits = model.order_logits(probs, mask).clamp(-_LOGIT_CAP, _LOGIT_CAP)
+    else:
+        raise ValueError(f"objective {objective!r} must be one of {list(OBJECTIVES)}")
     return -(targets * torch.log_softmax(logits, dim=-1)).sum()
 
 
@@ -78,7 +99,7 @@ def fit_uninorm(clips: list[ClipProbs], config: FitConfig | None = None) -> FitR
     best = float("inf")
     for epoch in range(cfg.epochs):
         opt.zero_grad()
-        loss = summed_sord_loss(model, probs, mask, targets)  # gradients of all clips, summed
+        loss = summed_sord_loss(model, probs, mask, targets, cfg.objective)  # all clips' gradients, summed
         loss.backward()
         value = float(loss.detach())
         result.losses.append(value)
@@ -102,10 +123,12 @@ def predict_uninorm(clips: list[ClipProbs], neutral_elements: list[float]) -> np
 
 
 @torch.no_grad()
-def mean_sord_loss(clips: list[ClipProbs], neutral_elements: list[float], gap: float = 0.5) -> float:
+def mean_sord_loss(
+    clips: list[ClipProbs], neutral_elements: list[float], gap: float = 0.5, objective: str = "published"
+) -> float:
     """Mean per-clip SORD loss of given neutral elements (for reports and tests)."""
     model = UninormAggregator().double()
     model.e.copy_(torch.tensor(neutral_elements, dtype=torch.float64))
     probs, mask = pad_clips(clips)
     targets = video_sord_targets(torch.tensor([c.label for c in clips]), gap=gap)
-    return float(summed_sord_loss(model, probs, mask, targets)) / len(clips)
+    return float(summed_sord_loss(model, probs, mask, targets, objective)) / len(clips)

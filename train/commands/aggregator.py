@@ -8,7 +8,8 @@ Reads per-frame probabilities of labelled clips (any frame model's; format in
 
 - ``DIR/metrics.json``: ``uninorm``/``max_argmax``/``argmax_mean`` → ``f1``/``precision``/``recall`` as
   [mean, std] over folds (weighted), per-fold values, the learned neutral elements per fold, pooled
-  confusion matrices, the final fit;
+  confusion matrices, the final fit; also ``uninorm_logit`` (the same layer trained with the logit
+  objective, our variant: see ``train.aggregator.training``);
 - ``DIR/confusion.png``: the pooled confusion matrices (row-normalised %, counts);
 - ``DIR/aggregator.json``: the aggregator manifest (also written to ``--manifest PATH`` if given) that
   ``lus-stream`` reads its neutral elements from.
@@ -56,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--init", type=float, default=0.0, help="initial neutral elements (default 0, as published)"
+    )
+    p.add_argument(
+        "--objective",
+        choices=("published", "logit"),
+        default="published",
+        help="what the final fit (the manifest) trains: 'published' = softmax of the aggregates (paper); "
+        "'logit' = softmax of their logits (our variant for long clips). Both are cross-validated.",
     )
     p.add_argument("--sord-gap", type=float, default=0.5, help="SORD zero gap for clip labels (default 0.5)")
     p.add_argument(
@@ -116,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lus-train aggregator: {exc}", file=sys.stderr)
         return 2
     cfg = FitConfig(
-        lr=args.lr, epochs=args.epochs, patience=args.patience, sord_gap=args.sord_gap, init=args.init
+        lr=args.lr,
+        epochs=args.epochs,
+        patience=args.patience,
+        sord_gap=args.sord_gap,
+        init=args.init,
+        objective=args.objective,
     )
     n_patients = len({c.patient_id for c in clips})
     label_counts = dict(sorted(Counter(c.label for c in clips).items()))
@@ -125,12 +138,13 @@ def main(argv: list[str] | None = None) -> int:
 
     cv = cross_validate(clips, folds, cfg, progress=not args.quiet)
     final = fit_uninorm(clips, cfg)
-    final_loss = mean_sord_loss(clips, final.neutral_elements, cfg.sord_gap)
+    final_loss = mean_sord_loss(clips, final.neutral_elements, cfg.sord_gap, cfg.objective)
     command = "lus-train aggregator " + shlex.join(sys.argv[2:] if argv is None else argv)
     metrics = {
         "uninorm": cv.metrics["uninorm"],
         "max_argmax": cv.metrics["max_argmax"],
         "argmax_mean": cv.metrics["argmax_mean"],
+        "uninorm_logit": cv.metrics["uninorm_logit"],
         "neutral_elements_per_fold": cv.metrics["neutral_elements_per_fold"],
         "folds": cv.metrics["folds"],
         "fold_source": fold_note,
@@ -138,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                  "frames": int(sum(len(c.probs) for c in clips)),
                  "labels": {str(k): v for k, v in sorted(Counter(c.label for c in clips).items())}},
         "config": vars(cfg),
-        "final": {"neutral_elements": final.neutral_elements, "epochs_run": len(final.losses),
+        "final": {"objective": cfg.objective, "neutral_elements": final.neutral_elements,
+                  "epochs_run": len(final.losses),
                   "best_epoch": final.best_epoch, "train_loss": final_loss},
         "command": command,
     }  # fmt: skip
@@ -149,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {
         m: {k: metrics[m][k] for k in ("f1", "precision", "recall")}
-        for m in ("uninorm", "max_argmax", "argmax_mean")
+        for m in ("uninorm", "uninorm_logit", "max_argmax", "argmax_mean")
     }
     try:
         manifest = aggregator_manifest(
@@ -164,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                 "patients": n_patients,
             },
             sord_gap=cfg.sord_gap,
+            training_extra={
+                "objective": cfg.objective,
+                "cross_validated_as": "uninorm" if cfg.objective == "published" else "uninorm_logit",
+            },
         )
         write_aggregator_manifest(manifest, args.out / "aggregator.json")
         if args.manifest:
@@ -172,11 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lus-train aggregator: {exc}", file=sys.stderr)
         return 1
 
-    print(f"{'method':<12} {'F1':>15} {'precision':>15} {'recall':>15}")
+    print(f"{'method':<14} {'F1':>15} {'precision':>15} {'recall':>15}")
     for m, vals in summary.items():
         cells = " ".join(f"{vals[k][0]:>8.3f} ± {vals[k][1]:.3f}" for k in ("f1", "precision", "recall"))
-        print(f"{m:<12} {cells}")
-    print(f"neutral elements (all clips): {[round(e, 4) for e in final.neutral_elements]}")
+        print(f"{m:<14} {cells}")
+    es = [round(e, 4) for e in final.neutral_elements]
+    print(f"neutral elements (all clips, {cfg.objective} objective): {es}")
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'confusion.png'}, {args.out / 'aggregator.json'}"
           + (f", {args.manifest}" if args.manifest else ""))  # fmt: skip
     return 0
