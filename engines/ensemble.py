@@ -10,7 +10,11 @@
   along the batch, with K Bernoulli masks drawn here by numpy (seedable). The deterministic
   ensemble feeds masks of ones.
 
-Per-pixel std is the population std (ddof=0) over all samples of all members.
+Samples (``mode``): ``"ensemble"`` (default) — sample k is the ensemble's output under the k-th
+dropout draw of every member (mean over members), so the statistics are over K ensemble
+predictions, as the paper reports them (std "across 40 samples") and as ``train.seg.ensemble``
+evaluates them; ``"mixture"`` — every member's every draw is a sample (M·K samples), which adds the
+members' disagreement to the spread. Std is the population std (ddof=0).
 """
 
 from __future__ import annotations
@@ -110,7 +114,7 @@ class McDropoutResult:
     ``mean`` [C,H,W]: mean softmax over all samples; ``std`` [H,W]: per-pixel std of the probability
     of the class the mean predicts; ``per_class_std`` [C,H,W]; ``covid_std`` [H,W]: std of the
     summed probability of the COVID classes 1–3 (how unsure the model is that a marker is there);
-    ``samples`` [M·K,C,H,W] when asked for.
+    ``samples`` [K,C,H,W] (mode ``ensemble``) or [M·K,C,H,W] (``mixture``) when asked for.
     """
 
     mean: np.ndarray
@@ -133,8 +137,11 @@ def mc_dropout(
     output: str = "probs",
     covid_classes: Sequence[int] = COVID_CLASSES,
     keep_samples: bool = False,
+    mode: str = "ensemble",
 ) -> McDropoutResult:
     """K MC-dropout samples of one frame per member, ONE batched call per member.
+
+    ``mode``: ``"ensemble"`` (K samples, each the members' mean) or ``"mixture"`` (M·K samples).
 
     ``image`` is one preprocessed frame [1, 1, H, W]. Each member must declare
     ``parameters.mc_dropout`` (input name, p, per-sample shape) in its manifest.
@@ -147,6 +154,8 @@ def mc_dropout(
         members = list(engines)
     if not members:
         raise EngineError("mc_dropout needs at least one engine")
+    if mode not in ("ensemble", "mixture"):
+        raise ValueError(f"mode {mode!r}: use 'ensemble' or 'mixture'")
     if k < 1:
         raise ValueError(f"k={k}: take at least one MC-dropout sample")
     image = np.asarray(image)
@@ -169,7 +178,10 @@ def mc_dropout(
         keep = rng.random((k, *mc["shape"])) >= p
         mask = keep.astype(np.float32) * np.float32(1.0 / (1.0 - p))
         samples.append(_infer_chunked(eng, {_image_input(eng): batch, mc["input"]: mask}, output))
-    stack = np.concatenate(samples, axis=0)  # [M*K, C, H, W]
+    if mode == "ensemble":
+        stack = np.mean(np.stack(samples, axis=0), axis=0, dtype=np.float64)  # [K, C, H, W]
+    else:
+        stack = np.concatenate(samples, axis=0)  # [M*K, C, H, W]
     mean = stack.mean(axis=0, dtype=np.float64)
     per_class_std = stack.std(axis=0, dtype=np.float64)
     pred = np.argmax(mean, axis=0)
@@ -181,5 +193,5 @@ def mc_dropout(
         per_class_std=per_class_std.astype(np.float32),
         covid_std=covid_std.astype(np.float32),
         n_samples=int(stack.shape[0]),
-        samples=stack if keep_samples else None,
+        samples=stack.astype(np.float32) if keep_samples else None,
     )

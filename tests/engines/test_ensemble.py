@@ -52,34 +52,38 @@ def test_ensemble_refuses_mixed_members(members: list[Engine], tiny_models: dict
         Ensemble(members, output="mask")
 
 
-def test_mc_dropout_one_call_per_member_k_distinct_samples(members: list[Engine]) -> None:
+@pytest.mark.parametrize("mode", ["ensemble", "mixture"])
+def test_mc_dropout_one_call_per_member_k_distinct_samples(members: list[Engine], mode: str) -> None:
     k, seed = 6, 123
     calls = [_count_calls(m) for m in members]
     image = _image(1)
-    res = mc_dropout(Ensemble(members), image, k=k, seed=seed, keep_samples=True)
+    res = mc_dropout(Ensemble(members), image, k=k, seed=seed, keep_samples=True, mode=mode)
     assert calls == [[k], [k]]  # ONE batched call of K per member
-    assert res.samples is not None and res.samples.shape == (2 * k, 5, 20, 16) and res.n_samples == 2 * k
-    flat = res.samples.reshape(2 * k, -1)
-    assert len({row.tobytes() for row in flat}) == 2 * k  # all samples distinct
 
     # hand computation: redraw the same masks (same RNG order), run each sample on its own
     rng = np.random.default_rng(seed)
-    hand = []
+    per_member = []
     for m in members:
         keep = rng.random((k, 4, 10, 8)) >= 0.5
         masks = keep.astype(np.float32) * 2.0
-        for j in range(k):
-            hand.append(m.infer({"image": image, "dropout_mask": masks[j : j + 1]})["probs"][0])
-    hand_arr = np.stack(hand).astype(np.float64)
-    np.testing.assert_allclose(res.samples, hand_arr, atol=1e-5)
-    mean = hand_arr.mean(axis=0)
-    per_class = hand_arr.std(axis=0)
+        per_member.append(
+            [m.infer({"image": image, "dropout_mask": masks[j : j + 1]})["probs"][0] for j in range(k)]
+        )
+    draws = np.asarray(per_member, dtype=np.float64)  # [M, K, C, H, W]
+    hand = draws.mean(axis=0) if mode == "ensemble" else draws.reshape(-1, *draws.shape[2:])
+    n = k if mode == "ensemble" else 2 * k
+    assert res.samples is not None and res.samples.shape == (n, 5, 20, 16) and res.n_samples == n
+    assert len({row.tobytes() for row in res.samples.reshape(n, -1)}) == n  # all samples distinct
+    np.testing.assert_allclose(res.samples, hand, atol=1e-5)
+    mean = hand.mean(axis=0)
+    per_class = hand.std(axis=0)
     np.testing.assert_allclose(res.mean, mean, atol=1e-6)
+    np.testing.assert_allclose(res.mean, draws.mean(axis=(0, 1)), atol=1e-6)  # same mean either way
     np.testing.assert_allclose(res.per_class_std, per_class, atol=1e-6)
     pred = mean.argmax(axis=0)
     yy, xx = np.indices(pred.shape)
     np.testing.assert_allclose(res.std, per_class[pred, yy, xx], atol=1e-6)
-    np.testing.assert_allclose(res.covid_std, hand_arr[:, 1:4].sum(axis=1).std(axis=0), atol=1e-6)
+    np.testing.assert_allclose(res.covid_std, hand[:, 1:4].sum(axis=1).std(axis=0), atol=1e-6)
     assert res.std.max() > 0  # dropout really changes the output
     mean2, std2 = res  # unpacks as (mean, std)
     assert mean2 is res.mean and std2 is res.std
@@ -107,3 +111,5 @@ def test_mc_dropout_refusals(members: list[Engine], tiny_models: dict[str, Path]
         mc_dropout(frame, np.zeros((1, 1, 16, 16), np.float32), k=2)
     with pytest.raises(ValueError, match="at least one"):
         mc_dropout(members, _image(), k=0)
+    with pytest.raises(ValueError, match="use 'ensemble' or 'mixture'"):
+        mc_dropout(members, _image(), k=2, mode="mean")
