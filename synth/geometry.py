@@ -27,8 +27,9 @@ class ProbeGeometry:
     rows: int  # scan-line grid size
     lines: int
     width_cm: float  # lateral extent of the image at the pleura (for converting cm to lines)
-    map1: np.ndarray  # cv2.convertMaps output (fixed point) for fast remap
+    map1: np.ndarray  # cv2.convertMaps output (fixed point) for fast bilinear remap
     map2: np.ndarray
+    map_nearest: np.ndarray  # rounded integer map for nearest-neighbour remap (masks)
     inside: np.ndarray  # bool [H, W]: pixel lies in the imaged region
     bbox: tuple[int, int, int, int]  # (x, y, w, h) of the imaged region
 
@@ -42,13 +43,17 @@ class ProbeGeometry:
 
     def convert(self, scan: np.ndarray, border: int, nearest: bool = False) -> np.ndarray:
         """Scan-convert a [rows, lines] image to the frame."""
+        if nearest:
+            return cv2.remap(
+                scan,
+                self.map_nearest,
+                None,
+                cv2.INTER_NEAREST,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=border,
+            )
         return cv2.remap(
-            scan,
-            self.map1,
-            self.map2,
-            cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=border,
+            scan, self.map1, self.map2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border
         )
 
 
@@ -95,8 +100,22 @@ def make_geometry(
     map_x = np.where(inside, map_x, -10.0).astype(np.float32)
     map_y = np.where(inside, map_y, -10.0).astype(np.float32)
     map1, map2 = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+    # Nearest neighbour: integer cell = round(map) (the fixed-point maps above floor, which punches
+    # pinholes into thin mask bands after the -0.5 centre offset).
+    map_nearest = np.dstack([np.round(map_x), np.round(map_y)]).astype(np.int16)
     ys, xs = np.nonzero(inside)
     bbox = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
     return ProbeGeometry(
-        profile.probe, (h, w), depth_cm, float(s), rows, lines, float(width_cm), map1, map2, inside, bbox
+        profile.probe,
+        (h, w),
+        depth_cm,
+        float(s),
+        rows,
+        lines,
+        float(width_cm),
+        map1,
+        map2,
+        map_nearest,
+        inside,
+        bbox,
     )
