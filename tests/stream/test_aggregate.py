@@ -317,3 +317,15 @@ def test_load_neutral_elements_errors_name_file_and_fix(tmp_path):
     path.write_text(json.dumps(m))
     with pytest.raises(ManifestError, match="not 'aggregator'"):
         load_neutral_elements(path)
+
+
+def test_module_imports_without_torch_or_train():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import stream.aggregate as a; "
+        "a.make_aggregator('uninorm', [0.1] * 4).update([0.25] * 4); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'train')]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
