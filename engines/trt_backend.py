@@ -15,7 +15,8 @@ run on a GPU with TensorRT in this project (no such machine was available); its 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +43,40 @@ def import_tensorrt() -> Any:
     return trt
 
 
+_PRIMARY: dict[str, Any] = {}  # GPU 0's primary context, retained once per process
+
+
 def import_pycuda() -> Any:
-    """``pycuda.driver`` with a context on GPU 0 (pycuda.autoinit), or BackendUnavailableError."""
+    """``pycuda.driver``, initialised, or BackendUnavailableError saying what is missing."""
     try:
-        import pycuda.autoinit  # noqa: F401  (creates the context)
         import pycuda.driver as cuda
     except ImportError as exc:
         raise BackendUnavailableError(
             "pycuda is not installed; pip install pycuda (needs the CUDA toolkit) "
             "or use backend='onnxruntime'"
         ) from exc
+    try:
+        cuda.init()
+        if cuda.Device.count() < 1:
+            raise RuntimeError("the driver reports no device")
     except Exception as exc:  # pycuda raises its own errors when there is no driver/GPU
         raise BackendUnavailableError(f"no usable CUDA GPU ({exc}); use backend='onnxruntime'") from exc
     return cuda
+
+
+@contextmanager
+def cuda_scope() -> Iterator[Any]:
+    """Make GPU 0's primary context current on this thread (the one TensorRT's and torch's runtime
+    use), yield ``pycuda.driver``, and pop it again — so engines work from any thread."""
+    cuda = import_pycuda()
+    ctx = _PRIMARY.get("ctx")
+    if ctx is None:
+        ctx = _PRIMARY["ctx"] = cuda.Device(0).retain_primary_context()
+    ctx.push()
+    try:
+        yield cuda
+    finally:
+        cuda.Context.pop()
 
 
 def current_gpu() -> dict[str, str] | None:
@@ -64,7 +86,7 @@ def current_gpu() -> dict[str, str] | None:
         dev = cuda.Device(0)
         major, minor = dev.compute_capability()
         return {"gpu_name": str(dev.name()), "compute_capability": f"{major}.{minor}"}
-    except (BackendUnavailableError, Exception):
+    except Exception:
         return None
 
 
@@ -133,14 +155,19 @@ class TrtEngine(Engine):
                 f"build one with tools/build_engine.py {Path(manifest_path).with_suffix('.onnx')}"
             )
         trt = import_tensorrt()
-        cuda = import_pycuda()
         gpu = current_gpu()
         if gpu is None:
             raise BackendUnavailableError(f"{manifest_path}: no CUDA GPU visible; use backend='onnxruntime'")
         check_plan_matches(manifest, manifest_path, str(trt.__version__), gpu, onnx_sha256)
-        self._trt, self._cuda = trt, cuda
         self.device = "cuda"
         self.cuda_graph = cuda_graph
+        self._dev: dict[str, Any] = {}
+        with cuda_scope() as cuda:
+            self._cuda = cuda
+            self._setup(trt, cuda, manifest, manifest_path)
+
+    def _setup(self, trt: Any, cuda: Any, manifest: Mapping[str, Any], manifest_path: str | Path) -> None:
+        """Deserialize the plan and allocate host/device buffers for the profile's max batch."""
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         plan = model_file_path(manifest, manifest_path).read_bytes()
@@ -163,13 +190,13 @@ class TrtEngine(Engine):
         _, _, max_shape = self._engine.get_tensor_profile_shape(first, 0)
         self.max_batch = int(max_shape[0])
         self._host: dict[str, np.ndarray] = {}
-        self._dev: dict[str, Any] = {}
         for name in names:
             spec = next((t for t in (*self.inputs, *self.outputs) if t.name == name), None)
-            if spec is None:
-                continue  # an extra plan output the manifest does not expose
+            if spec is not None:
+                shape = spec.concrete(self.max_batch)
+            else:  # an extra plan output the manifest does not expose: still needs an address
+                shape = tuple(self.max_batch if d < 0 else d for d in self._engine.get_tensor_shape(name))
             dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
-            shape = spec.concrete(self.max_batch)
             self._host[name] = cuda.pagelocked_empty(int(np.prod(shape)), dtype)
             self._dev[name] = cuda.mem_alloc(self._host[name].nbytes)
             self._context.set_tensor_address(name, int(self._dev[name]))
@@ -194,10 +221,14 @@ class TrtEngine(Engine):
         if not self._context.execute_async_v3(stream_handle=self._stream.handle):
             raise EngineError(f"{self.manifest_path}: TensorRT execution failed (see the TensorRT log above)")
         for spec in self.outputs:
-            n = int(np.prod(self._context.get_tensor_shape(spec.name)))
+            n = int(np.prod(tuple(self._context.get_tensor_shape(spec.name))))
             cuda.memcpy_dtoh_async(self._host[spec.name][:n], self._dev[spec.name], self._stream)
 
     def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with cuda_scope():
+            return self._run_current(inputs)
+
+    def _run_current(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._set_batch(inputs)
         for name, arr in inputs.items():
             self._host[name][: arr.size] = arr.ravel()
@@ -220,9 +251,12 @@ class TrtEngine(Engine):
         return out
 
     def close(self) -> None:
-        self._graphs.clear()
-        for buf in getattr(self, "_dev", {}).values():
-            buf.free()
-        self._dev = {}
-        self._context = None
-        self._engine = None
+        if not getattr(self, "_dev", None):
+            return
+        with cuda_scope():
+            self._graphs.clear()
+            for buf in self._dev.values():
+                buf.free()
+            self._dev = {}
+            self._context = None
+            self._engine = None

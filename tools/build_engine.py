@@ -307,7 +307,7 @@ def _calibrator(trt: Any, manifest: dict[str, Any], images: np.ndarray, batch: i
     """Entropy calibrator (IInt8EntropyCalibrator2) over preprocessed real frames."""
     from engines.trt_backend import import_pycuda
 
-    cuda = import_pycuda()
+    cuda = import_pycuda()  # called inside cuda_scope(): a context is current
 
     class Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
@@ -444,13 +444,16 @@ def check_plan(plan_manifest_path: Path, onnx_manifest_path: Path, ns: argparse.
 
 # ---------------------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
+    from engines.trt_backend import cuda_scope
+
     ns = parse_args(argv)
     try:
         models = resolve_models(ns)
         trt, gpu = require_tensorrt()
         failed = 0
         for onnx_manifest in models:
-            plan_manifest = build_plan(onnx_manifest, ns, trt, gpu)
+            with cuda_scope():  # the calibrator's pycuda buffers need a current context
+                plan_manifest = build_plan(onnx_manifest, ns, trt, gpu)
             if ns.check:
                 rep = check_plan(plan_manifest, onnx_manifest, ns)
                 outs = ", ".join(
