@@ -12,6 +12,7 @@ trains with DistributedDataParallel.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -45,7 +46,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--batch-size", type=int, default=o.batch_size, help="per process (paper: 32)")
     ap.add_argument("--max-steps", type=int, default=o.max_steps)
-    ap.add_argument("--max-minutes", type=float, default=o.max_minutes, help="per member; 0 = no limit")
+    ap.add_argument(
+        "--max-minutes",
+        default=str(o.max_minutes),
+        help="per member; 0 = no limit; or per member name, e.g. unet=13,unetpp=16,deeplabv3p=10",
+    )
     ap.add_argument("--eval-every", type=int, default=o.eval_every)
     ap.add_argument(
         "--patience", type=int, default=o.patience, help="evaluations without val-Dice gain; 0 = off"
@@ -55,10 +60,31 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--val-frames", type=int, default=o.val_frames)
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument(
+        "--class-weights",
+        default="none",
+        choices=["none", "sqrt"],
+        help="pixel-CE class weights (paper: none; sqrt: sqrt inverse frequency, a CPU-budget aid)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--resume", action="store_true", help="continue from RUN/MEMBER/last.pt")
     return ap.parse_args(argv)
+
+
+def parse_minutes(text: str, names: list[str]) -> dict[str, float]:
+    """``12`` → every member 12 min; ``unet=13,unetpp=16`` → per member (others: no limit)."""
+    if "=" not in text:
+        return dict.fromkeys(names, float(text))
+    out = dict.fromkeys(names, 0.0)
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        if name.strip() not in out:
+            raise SystemExit(
+                f"--max-minutes names {name.strip()!r}, which is not a member being trained ({names})"
+            )
+        out[name.strip()] = float(value)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         batch_size=args.batch_size,
         max_steps=args.max_steps,
-        max_minutes=args.max_minutes,
         eval_every=args.eval_every,
         patience=args.patience,
         loss_tol=args.loss_tol,
@@ -102,11 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         device=args.device,
         val_frames=args.val_frames,
+        class_weights=args.class_weights,
         progress=rank0,
     )
+    minutes = parse_minutes(args.max_minutes, [m.name for m in members])
     summaries = []
     for cfg in members:
-        summaries.append(train_member(cfg, train, val, opts, args.out / cfg.name, resume=args.resume))
+        member_opts = dataclasses.replace(opts, max_minutes=minutes[cfg.name])
+        summaries.append(train_member(cfg, train, val, member_opts, args.out / cfg.name, resume=args.resume))
     for s in summaries:  # every rank: replicas must agree (checked by tests/train/test_seg_ddp.py)
         print(f"[seg] rank {s['rank']} {s['member']} params sha256 {s['param_sha256']}", flush=True)
     if rank0:

@@ -57,6 +57,23 @@ class TrainOptions:
     val_batch: int = 4
     val_frames: int = 32  # at most this many validation frames per evaluation (0: all)
     progress: bool = True
+    class_weights: str = "none"  # "none" (paper: plain pixel CE) or "sqrt" (sqrt inverse frequency)
+
+
+def class_weights(masks: np.ndarray, mode: str, n_classes: int = 5) -> torch.Tensor | None:
+    """Per-class CE weights: None for ``none``; ``sqrt``: (f_BG / f_c)^0.5 clipped to [1, 20].
+
+    A CPU-budget option, not the paper's: with few hundred steps the plain CE sits at the
+    all-background solution for a long time (markers cover ~5 % of the pixels).
+    """
+    if mode == "none":
+        return None
+    if mode != "sqrt":
+        raise ValueError(f"class_weights {mode!r}: use 'none' (paper) or 'sqrt'")
+    freq = np.bincount(masks.ravel(), minlength=n_classes)[:n_classes].astype(np.float64)
+    freq /= freq.sum()
+    w = np.where(freq > 0, np.sqrt(freq[-1] / np.maximum(freq, 1e-12)), 1.0)
+    return torch.tensor(np.clip(w, 1.0, 20.0), dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -174,6 +191,11 @@ def train_member(
         drop_last=True,
     )
     val_sub = _val_subset(val, opts.val_frames, opts.seed)
+    weights = class_weights(train.masks, opts.class_weights)
+    if weights is not None:
+        weights = weights.to(ctx.device)
+        if ctx.is_main:
+            print(f"[seg {cfg.name}] class weights [0,1,2,3,BG] = {[round(float(w), 2) for w in weights]}")
 
     t0 = time.monotonic()
     reason = "max_steps"
@@ -187,7 +209,7 @@ def train_member(
         ddp.train()
         x, y = next(it)
         x, y = x.to(ctx.device), y.to(ctx.device)
-        loss = F.cross_entropy(ddp(x), y)
+        loss = F.cross_entropy(ddp(x), y, weight=weights)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
