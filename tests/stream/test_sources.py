@@ -37,7 +37,7 @@ def _bar_x(gray: np.ndarray) -> int:
 
 def _write_pyav(path: Path, codec: str, fmt: str | None = None, pix_fmt: str = "yuv420p") -> None:
     with av.open(str(path), "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=25)
+        stream = out.add_stream(codec, rate=25, options={"threads": "1"} if codec == "libx264" else {})
         stream.width, stream.height, stream.pix_fmt = 96, 64, pix_fmt
         for i in range(N):
             rgb = cv2.cvtColor(_frame(i), cv2.COLOR_GRAY2RGB)
