@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import multiprocessing as mp
+import signal
 import threading
 import time
 import traceback
@@ -209,7 +210,7 @@ class _Capture:
         live = self.source.live
         lossless = spec.as_fast_as_possible and not self.source.self_paced
         paced = not spec.as_fast_as_possible and not self.source.self_paced
-        if live:
+        if live and not lossless:  # a lossless reader waits for the lanes: that is not a lost source
             threading.Thread(target=self.watchdog, name="capture-watchdog", daemon=True).start()
         seq = 0
         anchor: tuple[float, float] | None = None  # (monotonic s, media s) of the pacing reference
@@ -293,11 +294,26 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
     return to_gray(image)
 
 
+def _watch_parent(ring: FrameRing, done: threading.Event) -> None:
+    """Stop capturing when the engine process is gone (even after kill -9): no orphan holds the device."""
+    parent = mp.parent_process()
+    while parent is not None and not done.wait(0.25):
+        if not parent.is_alive():
+            ring.request_stop()
+            return
+
+
 def capture_main(spec: SourceSpec, ring: FrameRing) -> None:
     """Entry point of the capture process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the engine decides
+    done = threading.Event()
+    watch = threading.Thread(target=_watch_parent, args=(ring, done), name="parent-watch", daemon=True)
+    watch.start()
     try:
         _Capture(spec, ring).run()
     finally:
+        done.set()
+        watch.join(1.0)
         ring.release()
 
 
@@ -390,7 +406,7 @@ class CaptureProcess:
             "read": counters["read"],
             "dropped": counters["dropped"],
             "state": state,
-            "fps": ring.fps,
+            "fps": 0.0 if state == "lost" else ring.fps,
             "error": status.get("error"),
             "exit_error": exit_error,
             "queued": counters["queued"],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -189,3 +191,33 @@ def test_corrupt_clip_decodes_what_decodes_and_fails_at_the_end(tmp_path: Path) 
         err = cap.exit_error
     assert 30 <= len(frames) < 60  # frames after the damage still decode
     assert err is not None and "decode errors" in err and "did not decode" in err
+
+
+def test_capture_process_exits_when_the_engine_is_killed(folder: Path) -> None:
+    """kill -9 of the engine must not leave a capture process holding the device."""
+    psutil = pytest.importorskip("psutil")
+    code = (
+        "import sys, time\n"
+        "from stream.capture import CaptureProcess, SourceSpec\n"
+        "if __name__ == '__main__':\n"
+        f"    cap = CaptureProcess(SourceSpec('folder', {str(folder)!r}, fps=100.0, loop=True)).start()\n"
+        "    cap.get(30.0)\n"
+        "    print(cap._proc.pid, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    engine = subprocess.Popen(  # its resource tracker reports (and frees) the orphaned ring on stderr
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        child = psutil.Process(int(engine.stdout.readline()))
+        assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+        engine.kill()
+        engine.wait(5)
+        t_end = time.monotonic() + 10
+        while time.monotonic() < t_end:
+            if not child.is_running() or child.status() == psutil.STATUS_ZOMBIE:
+                break
+            time.sleep(0.05)
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    finally:
+        engine.kill()
