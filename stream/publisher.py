@@ -69,6 +69,7 @@ class Publisher:
         self.recorder = recorder
         self.validate = validate
         self.sent: dict[str, int] = {}
+        self.unrecorded: set[str] = set()  # topics published but not written to the recorder
         self.dropped = 0
         self._lock = threading.Lock()
         self._ctx = context or zmq.Context.instance()
@@ -85,19 +86,27 @@ class Publisher:
             raise OSError(msg) from err
         self.closed = False
 
-    def publish(self, topic: str, msg: dict[str, Any], payloads: Sequence[bytes] = ()) -> int:
-        """Stamp ``t_publish_ns``, validate, send without blocking, record. Returns t_publish_ns."""
+    def publish(
+        self, topic: str, msg: dict[str, Any], payloads: Sequence[bytes] = (), ready_ns: int | None = None
+    ) -> int:
+        """Stamp ``t_publish_ns``, validate, send without blocking, record. Returns t_publish_ns.
+
+        With ``ready_ns`` (when the message was complete), ``stages_ns.publish`` is set to the time
+        from then to ``t_publish_ns`` (waiting for the socket lock included).
+        """
         with self._lock:
             if self.closed:
                 raise RuntimeError("publisher is closed")
             msg["t_publish_ns"] = max(time.monotonic_ns(), int(msg.get("t_capture_ns", 0)))
+            if ready_ns is not None and isinstance(msg.get("stages_ns"), dict):
+                msg["stages_ns"]["publish"] = max(0, msg["t_publish_ns"] - ready_ns)
             parts = wire.encode(topic, msg, payloads, check=self.validate)
             try:
                 self._sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
                 self.sent[topic] = self.sent.get(topic, 0) + 1
             except zmq.Again:  # HWM reached with no peer able to take it: drop, never block
                 self.dropped += 1
-            if self.recorder is not None:
+            if self.recorder is not None and topic not in self.unrecorded:
                 self.recorder.append(topic, msg, payloads)
             return msg["t_publish_ns"]
 

@@ -215,7 +215,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "frames": _int(0),
             "clip": _int(0),
         },
-        {},
+        {"window_s": _nullable(_num(0.0))},
     ),
     "seg": (
         {
@@ -251,7 +251,10 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             ),
             "frames_scored": _int(0),
             "last_frame_seq": _int(-1),
-            "aggregator": _map({"kind": _str(AGGREGATOR_KINDS), "window": _nullable(_int(1))}),
+            "aggregator": _map(
+                {"kind": _str(AGGREGATOR_KINDS), "window": _nullable(_int(1))},
+                {"window_s": _nullable(_num(0.0))},
+            ),
             "security": _str(SECURITY_MODES),
         },
         {"recording": _nullable(_str()), "exam": _nullable(_values(lambda x, p: None))},

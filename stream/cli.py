@@ -1,0 +1,214 @@
+"""``lus-stream``: run the streaming engine on a device, file, folder, DICOM cine, URL or the simulator.
+
+``lus-stream [run] [options]`` runs the engine (``run`` is the default subcommand); other
+subcommands dispatch on the first argument: ``keygen`` (CURVE keys), and ``report`` / ``bench``
+when their modules are installed. Exit codes: 0 clean stop or end of source, 2 bad options or
+startup failure, 3 the source ended with an error (truncated clip, device missing) after what
+decoded was published and recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from stream.control import DEFAULT_CTRL
+from stream.publisher import DEFAULT_PUB
+
+REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+DEMO_SCHEDULE = [(0, 0), (200, 1), (400, 2), (600, 3), (800, 1)]
+EXIT_USAGE = 2
+
+# subcommand → "module:function" taking argv (later issues add theirs here)
+SUBCOMMANDS: dict[str, str] = {
+    "keygen": "stream.security:keygen_main",
+    "report": "stream.report:main",
+    "bench": "stream.bench:main",
+}
+
+
+def _default_engines() -> Path:
+    return REPO_MODELS if REPO_MODELS.is_dir() else Path("models")
+
+
+def _roi(text: str) -> str | tuple[int, int, int, int]:
+    if text in ("auto", "off"):
+        return text
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--roi must be auto, off or X,Y,W,H; got {text!r}") from None
+    return (x, y, w, h)
+
+
+def _window(text: str) -> tuple[int | None, float | None]:
+    try:
+        if text.endswith("s"):
+            seconds = float(text[:-1])
+            if seconds > 0:
+                return None, seconds
+        elif int(text) > 0:
+            return int(text), None
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"--window takes N frames or Ns seconds (e.g. 90 or 3s), got {text!r}")
+
+
+def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int]:
+    def parse(text: str) -> float | int:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lus-stream",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Score lung-ultrasound video in real time (Reg-STN frame scores, streaming uninorm clip "
+        "score, segmentation ensemble) and publish the results over ZeroMQ. Subcommands: "
+        "`lus-stream keygen DIR`, `lus-stream report FILE`, `lus-stream bench` (where installed). "
+        "Decision support only; the shipped models are trained on synthetic data and not for clinical use.",
+    )
+    src = p.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
+    src.add_argument("--device", metavar="DEV", help="V4L2 capture device, e.g. /dev/video0 (or its index)")
+    src.add_argument("--clip", metavar="FILE", help="a recorded clip (any container/codec FFmpeg decodes)")
+    src.add_argument("--folder", metavar="DIR", help="a folder of images, played in natural name order")
+    src.add_argument("--dicom", metavar="FILE", help="a DICOM multi-frame ultrasound cine loop")
+    src.add_argument("--url", metavar="URL", help="a network stream (rtsp://, http://) read through PyAV")
+    src.add_argument("--synthetic", action="store_true", help="the live LUS simulator (see --fps)")
+    src.add_argument("--demo", action="store_true",
+                     help="synthetic live source walking through scores 0-3 + the shipped models, "
+                     "with a status line per second (what `make demo` runs)")
+    s = p.add_argument_group("source options")
+    s.add_argument("--loop", action="store_true", help="restart a clip/folder/DICOM at its end")
+    s.add_argument("--as-fast-as-possible", action="store_true",
+                   help="no pacing; lossless for files (capture waits for the lanes): offline evaluation")
+    s.add_argument("--fps", type=_positive(float), default=None,
+                   help="frame rate: synthetic/folder playback rate, device request, or clip override "
+                   "(default: the source's own; 30 for synthetic and folders)")
+    s.add_argument("--roi", type=_roi, default=None,
+                   help="ultrasound region: auto (detect, re-detect on geometry change), off, or X,Y,W,H "
+                   "(default: auto; off for synthetic)")
+    s.add_argument("--buffer", type=_positive(int), default=8,
+                   help="frames held between capture and the lanes (oldest dropped when full, live sources)")
+    s.add_argument("--seed", type=int, default=0, help="simulator and MC-dropout seed")
+    s.add_argument("--probe", choices=("convex", "linear"), default="convex", help="simulator probe geometry")
+    m = p.add_argument_group("models and lanes")
+    m.add_argument("--engines", type=Path, default=_default_engines(), metavar="DIR",
+                   help="model folder with frame/ (frame scorer + aggregator manifests) and seg/ "
+                   "(segmentation members); a lane whose model is absent is switched off and says so")
+    m.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
+                   help="inference backend (auto: the fastest available)")
+    m.add_argument("--threads", type=_positive(int), default=None,
+                   help="scoring-lane intra-op threads (default: from the core count, see docs/stream.md)")
+    m.add_argument("--max-batch", type=_positive(int), default=8,
+                   help="largest batch of waiting frames the scoring lane scores in one call")
+    m.add_argument("--seg-every", type=_positive(int), default=1, metavar="N",
+                   help="offer the segmentation lane at most one frame per N scored frames (it always "
+                   "takes the newest frame when free)")
+    m.add_argument("--mc-samples", type=int, default=0, metavar="K",
+                   help="MC-dropout samples per member for the uncertainty map (0: off; paper: 40)")
+    m.add_argument("--mc-every", type=_positive(int), default=5, metavar="M",
+                   help="run MC-dropout on every M-th segmentation run (the others are deterministic)")
+    m.add_argument("--aggregator", choices=("uninorm", "max_argmax", "argmax_mean"), default="uninorm",
+                   help="clip aggregation: streaming uninorm (paper) or a baseline")
+    m.add_argument("--window", type=_window, default=None, metavar="N|Ns",
+                   help="sliding-window clip score over the last N frames, or N seconds with a suffix s "
+                   "(e.g. 90 or 3s; default: whole clip since the last reset)")
+    m.add_argument("--max-frames", type=_positive(int), default=None,
+                   help="stop after scoring this many frames")
+    o = p.add_argument_group("output")
+    o.add_argument("--pub", default=DEFAULT_PUB, help="ZeroMQ PUB endpoint for results (loopback only "
+                   "unless CURVE keys or --insecure)")
+    o.add_argument("--ctrl", default=DEFAULT_CTRL, help="ZeroMQ REP control endpoint ('none' to disable)")
+    o.add_argument("--record", type=Path, default=None, metavar="DIR",
+                   help="append every published message to DIR/<time>_<stream>.lusr.msgpack")
+    o.add_argument("--publish-frames", action="store_true",
+                   help="also publish each ROI-cropped frame as JPEG on topic 'image' (remote displays)")
+    o.add_argument("--record-frames", action="store_true",
+                   help="with --record, also record the 'image' messages (about 1.5 MB/s at 30 fps)")
+    o.add_argument("--stream-id", default=None, help="stream name in every message (default: the source id)")
+    o.add_argument("--print", dest="print_status", action="store_true", help="print a status line per second")
+    o.add_argument("--insecure", action="store_true",
+                   help="allow binding off loopback WITHOUT encryption (logged loudly; patient data!)")
+    o.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                   help="logging level")
+    return p
+
+
+def source_spec(args: argparse.Namespace):  # -> stream.capture.SourceSpec
+    from stream.capture import SourceSpec
+
+    common = {"fps": args.fps, "roi": args.roi}
+    if args.device is not None:
+        return SourceSpec("device", path=args.device, **common)
+    if args.synthetic or args.demo:
+        schedule = DEMO_SCHEDULE if args.demo else None
+        return SourceSpec("synthetic", fps=args.fps or 30.0, roi=args.roi, seed=args.seed, probe=args.probe,
+                          schedule=schedule, as_fast_as_possible=args.as_fast_as_possible)
+    kind, path = next((k, getattr(args, k)) for k in ("clip", "folder", "dicom", "url") if getattr(args, k))
+    return SourceSpec(kind, path=str(path), loop=args.loop, as_fast_as_possible=args.as_fast_as_possible,
+                      **common)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from stream.pipeline import EngineConfig, StreamEngine
+
+    try:
+        spec = source_spec(args)
+        cfg = EngineConfig(
+            source=spec, engines_dir=args.engines, backend=args.backend, pub=args.pub,
+            ctrl=None if args.ctrl == "none" else args.ctrl, record_dir=args.record,
+            seg_every=args.seg_every, mc_samples=args.mc_samples, mc_every=args.mc_every,
+            window=(args.window or (None, None))[0], window_s=(args.window or (None, None))[1],
+            aggregator=args.aggregator, max_frames=args.max_frames,
+            max_batch=args.max_batch, capacity=args.buffer, threads=args.threads,
+            stream_id=args.stream_id or spec.source_id, print_status=args.print_status or args.demo,
+            insecure=args.insecure, seed=args.seed, publish_frames=args.publish_frames,
+            record_frames=args.record_frames,
+        )
+        engine = StreamEngine(cfg)
+    except (OSError, ValueError, RuntimeError, ImportError) as err:
+        print(f"lus-stream: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+    def on_signal(signum: int, _frame: object) -> None:
+        engine.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = engine.run()
+    if code:
+        print(f"lus-stream: source ended with an error: {engine.g.source.stats().get('exit_error')}",
+              file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "run":
+        return run(argv[1:])
+    if argv and argv[0] in SUBCOMMANDS:
+        module, func = SUBCOMMANDS[argv[0]].split(":")
+        try:
+            entry = getattr(importlib.import_module(module), func)
+        except (ImportError, AttributeError):
+            print(f"lus-stream {argv[0]}: not available in this build ({module} is missing)", file=sys.stderr)
+            return EXIT_USAGE
+        return int(entry(argv[1:]) or 0)
+    return run(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
