@@ -255,3 +255,25 @@ def test_engines_import_and_run_without_torch(tiny_models: dict[str, Path]) -> N
     assert res.returncode == 0, res.stderr
     assert "REFUSED torch is not installed; pip install torch" in res.stdout
     assert res.stdout.strip().endswith("onnxruntime []")
+
+
+@pytest.mark.filterwarnings("ignore")  # TorchScript's deprecation notes
+def test_torchscript_artefact_runs_too(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    import torch
+
+    from engines.torch_backend import torch_manifest_path
+
+    mp = _copy_model(tiny_models["frame"], tmp_path)
+    tm_path = torch_manifest_path(mp)
+    tm = load_manifest(tm_path)
+    exported = torch.export.load(str(tmp_path / tm["file"])).module()
+    scripted = torch.jit.trace(exported, (torch.rand(2, 1, 16, 16),), check_trace=False)
+    ts_file = tmp_path / "tiny-frame.torch.ts"
+    scripted.save(str(ts_file))
+    fields = {k: v for k, v in tm.items() if k not in ("file", "sha256")}
+    write_manifest(build_manifest(model_file=ts_file, **fields), tm_path)
+    eng = load_engine(mp, "torch", threads=1)
+    ref = load_engine(mp, "onnxruntime", threads=1)
+    feed = ref.random_inputs(3)
+    for name, arr in ref.infer(feed).items():
+        assert np.max(np.abs(eng.infer(feed)[name] - arr)) <= 1e-4
