@@ -167,3 +167,16 @@ def test_validate_exam_rejects_inconsistent_totals() -> None:
     msg["partial_total"] = 5
     with pytest.raises(wire.WireError, match="partial_total"):
         ex.validate_exam(msg)
+
+
+def test_wire_schema_matches_once_wired() -> None:
+    """stream.wire's own exam schema (once the lead pastes it in) must name the same fields as stream.exam."""
+    required, optional = wire.SCHEMAS["exam"]
+    if not required:
+        pytest.skip("wire.SCHEMAS['exam'] is still the empty placeholder; exam.validate_exam covers it")
+    assert set(required) == set(ex.EXAM_REQUIRED) and set(optional) == set(ex.EXAM_OPTIONAL)
+    msg = ExamSession().message("t")
+    wire.validate("exam", msg)
+    del msg["zones"]
+    with pytest.raises(wire.WireError, match="zones"):
+        wire.validate("exam", msg)
