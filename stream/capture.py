@@ -63,6 +63,7 @@ class SourceSpec:
     roi: ``"auto"`` (detect the ultrasound region, re-detect on geometry change), ``"off"`` (whole
         frame) or a fixed ``(x, y, w, h)``; None = ``"off"`` for synthetic, ``"auto"`` otherwise.
     width/height: the size to request from a device (the synthetic frame size).
+    fourcc: the pixel format to request from a device (e.g. ``"MJPG"``; default: the driver's).
     seed, probe, schedule: synthetic source settings (``synth.LiveSimulator``).
     lost_after_periods: a live source with no frame for this many frame periods (at least
         ``lost_after_min_s``) is ``lost``.
@@ -79,6 +80,7 @@ class SourceSpec:
     roi: str | tuple[int, int, int, int] | None = None
     width: int | None = None
     height: int | None = None
+    fourcc: str | None = None
     seed: int = 0
     probe: str = "convex"
     schedule: list[tuple[int, int]] | None = None
@@ -113,7 +115,7 @@ def make_source(spec: SourceSpec) -> Source:
     source: Source
     if spec.kind == "device":
         dev: str | int = int(spec.path) if str(spec.path).isdigit() else str(spec.path)
-        source = DeviceSource(dev, width=spec.width, height=spec.height, fps=spec.fps)
+        source = DeviceSource(dev, width=spec.width, height=spec.height, fps=spec.fps, fourcc=spec.fourcc)
     elif spec.kind in ("clip", "url"):
         source = ClipSource(str(spec.path), fps=spec.fps)
     elif spec.kind == "folder":

@@ -30,6 +30,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".pp
 LIVE_URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtp", "udp", "srt", "tcp")
 
 
+def redact_url(url: str) -> str:
+    """The URL without credentials or query (they must not reach logs, status or the wire)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 class SourceError(RuntimeError):
     """Base class of source errors."""
 
@@ -94,7 +105,8 @@ class ClipSource(Source):
         self.live = scheme in LIVE_URL_SCHEMES
         self.self_paced = self.live
         self.finite = not self.live
-        self.source_id = self.target if self.is_url else Path(self.target).name
+        self.shown = redact_url(self.target) if self.is_url else self.target  # for messages and status
+        self.source_id = self.shown if self.is_url else Path(self.target).name
         self._fps_override = fps
         self._open_timeout_s = open_timeout_s
         self._container: Any = None
@@ -109,7 +121,7 @@ class ClipSource(Source):
         import av
 
         if not self.is_url and not Path(self.target).is_file():
-            raise SourceOpenError(f"clip {self.target!r} does not exist or is not a file: check the path")
+            raise SourceOpenError(f"clip {self.shown!r} does not exist or is not a file: check the path")
         options = {}
         if self.live:
             options = {"fflags": "nobuffer", "flags": "low_delay"}
@@ -118,14 +130,20 @@ class ClipSource(Source):
         try:
             self._container = av.open(self.target, options=options, timeout=self._open_timeout_s)
         except (av.error.FFmpegError, OSError) as exc:
+            why = str(exc).replace(self.target, self.shown)
+            hint = (
+                "check the address, that the stream is up, and the network"
+                if self.is_url
+                else "the file may be truncated before its header/index (e.g. an MP4 whose 'moov' atom "
+                "is missing) or not a video"
+            )
             raise SourceOpenError(
-                f"cannot open {'stream' if self.is_url else 'clip'} {self.target!r} with PyAV/FFmpeg "
-                f"({type(exc).__name__}: {exc}); the file may be truncated before its header/index "
-                f"(e.g. an MP4 whose 'moov' atom is missing) or not a video"
-            ) from exc
+                f"cannot open {'stream' if self.is_url else 'clip'} {self.shown!r} with PyAV/FFmpeg "
+                f"({type(exc).__name__}: {why}); {hint}"
+            ) from None
         if not self._container.streams.video:
             self._container.close()
-            raise SourceOpenError(f"{self.target!r} has no video stream (streams: {self._container.streams})")
+            raise SourceOpenError(f"{self.shown!r} has no video stream (streams: {self._container.streams})")
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -138,7 +156,7 @@ class ClipSource(Source):
             duration_s = self._container.duration / 1e6
         self.info = {
             "kind": "url" if self.is_url else "clip",
-            "target": self.target,
+            "target": self.shown,
             "container": self._container.format.name,
             "codec": stream.codec_context.name,
             "hw": [stream.height, stream.width],
@@ -165,9 +183,10 @@ class ClipSource(Source):
             except StopIteration:
                 break
             except av.error.FFmpegError as exc:
-                self._note_error(f"demuxer stopped: {exc}", last_pos)
+                why = str(exc).replace(self.target, self.shown)
+                self._note_error(f"demuxer stopped: {why}", last_pos)
                 if self.live:
-                    raise SourceReadError(f"stream {self.target!r} broke: {exc}") from exc
+                    raise SourceReadError(f"stream {self.shown!r} broke: {why}") from None
                 break
             if packet.pos is not None and packet.pos >= 0:
                 last_pos = packet.pos
@@ -208,7 +227,7 @@ class ClipSource(Source):
         of_size = f" of {size}" if size else ""
         total = f" of {expected}" if expected is not None else ""
         raise SourceDecodeError(
-            f"clip {self.target!r} is truncated or corrupt: decoded {self.decoded}{total} frames; "
+            f"clip {self.shown!r} is truncated or corrupt: decoded {self.decoded}{total} frames; "
             f"decoding stopped at frame {frame}, {where}{of_size} ({why}; {len(self.errors)} decode errors)",
             frame=frame,
             byte=byte,
@@ -233,7 +252,7 @@ class ClipSource(Source):
 
     def read(self) -> tuple[np.ndarray, float | None] | None:
         if self._frames is None:
-            raise SourceReadError(f"{self.target!r} is not open")
+            raise SourceReadError(f"{self.shown!r} is not open")
         try:
             return next(self._frames)
         except StopIteration:
@@ -259,10 +278,18 @@ class DeviceSource(Source):
     finite = False
 
     def __init__(
-        self, device: str | int, width: int | None = None, height: int | None = None, fps: float | None = None
+        self,
+        device: str | int,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        fourcc: str | None = None,
     ) -> None:
+        if fourcc is not None and len(fourcc) != 4:
+            raise ValueError(f"fourcc must be 4 characters (e.g. MJPG, YUYV), got {fourcc!r}")
         self.device = device
         self.source_id = str(device)
+        self.fourcc = fourcc
         self.requested = {"width": width, "height": height, "fps": fps}
         self._cap: Any = None
         self._av: Any = None
@@ -289,6 +316,8 @@ class DeviceSource(Source):
         cap = cv2.VideoCapture(path, cv2.CAP_V4L2)
         if cap.isOpened():
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+            if self.fourcc:  # e.g. MJPG: USB HDMI grabbers give 1080p30 only compressed
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
             if self.requested["width"]:
                 cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.requested["width"])
             if self.requested["height"]:
@@ -300,6 +329,7 @@ class DeviceSource(Source):
                 "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
                 "fps": float(cap.get(cv2.CAP_PROP_FPS)) or None,
                 "buffersize": int(cap.get(cv2.CAP_PROP_BUFFERSIZE)),
+                "fourcc": int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1"),
             }
             self._cap = cap
             self.nominal_fps = got["fps"] or self.requested["fps"]
@@ -323,6 +353,8 @@ class DeviceSource(Source):
                 opts["framerate"] = str(self.requested["fps"])
             if self.requested["width"] and self.requested["height"]:
                 opts["video_size"] = f"{self.requested['width']}x{self.requested['height']}"
+            if self.fourcc:
+                opts["input_format"] = "mjpeg" if self.fourcc.upper() == "MJPG" else self.fourcc.lower()
             self._av = av.open(path, format="v4l2", options=opts)
             stream = self._av.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate

@@ -238,3 +238,32 @@ def test_synthetic_source_when_the_simulator_is_there() -> None:
     assert all(f is not None for f in frames)
     assert [f.seq for f in frames] == sorted(f.seq for f in frames)
     assert frames[0].image.shape == (120, 160) and frames[0].roi == (0, 0, 160, 120)
+
+
+def test_http_url_through_the_capture_process(tmp_path: Path) -> None:
+    """A network stream read by PyAV in the capture process (a local HTTP server stands in for it)."""
+    import functools
+    import http.server
+    import threading
+
+    WRITERS["clip.mkv"](tmp_path / "clip.mkv")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://user:secret@127.0.0.1:{server.server_address[1]}/clip.mkv?token=x"
+        spec = SourceSpec("url", url, as_fast_as_possible=True, roi="off")
+        with CaptureProcess(spec) as cap:
+            frames = []
+            while not cap.finished:
+                f = cap.get(1.0)
+                if f is not None:
+                    frames.append(f)
+            st = cap.stats()
+    finally:
+        server.shutdown()
+    assert [_bar_x(f.image) for f in frames] == [2 * i for i in range(N)]
+    assert st["exit_error"] is None
+    assert "secret" not in str(st) and "token" not in str(st)  # credentials never reach the status
+    assert frames[0].source_id == f"http://127.0.0.1:{server.server_address[1]}/clip.mkv"
