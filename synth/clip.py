@@ -97,7 +97,12 @@ class _Engine:
         self.profile = SCANNERS[self.scanner]
         self.renderer = Renderer(r_world, self.profile, frame_hw, cfg)
         self.fixed = validate_schedule(schedule) if schedule is not None else None
-        self.segments: list[tuple[int, int, LungState]] = []  # (start, score, state)
+        # Segment j -> (start, score, state); only the ones around the current frame are kept, so an
+        # endless live stream does not accumulate lung states.
+        self.segments: dict[int, tuple[int, int, LungState]] = {}
+        self._n_made = 0
+        self._last: tuple[int, int] | None = None
+        self._k = 0  # current segment
         self.index = 0
 
     def _random_next(self, prev: tuple[int, int] | None) -> tuple[int, int]:
@@ -106,49 +111,52 @@ class _Engine:
         if prev is not None:
             w[prev[1]] *= 0.15  # a new segment mostly means a new score
         score = int(self.r_sched.choice(4, p=w / w.sum()))
-        start = (
-            0
-            if prev is None
-            else prev[0] + max(1, round(self.r_sched.uniform(*cfg.segment_seconds) * self.fps))
-        )
-        return start, score
+        if prev is None:
+            return 0, score
+        return prev[0] + max(1, round(self.r_sched.uniform(*cfg.segment_seconds) * self.fps)), score
 
     def _ensure(self, k: int) -> bool:
         """Make segment ``k`` exist; False if a fixed schedule has no segment ``k``."""
-        while len(self.segments) <= k:
-            j = len(self.segments)
+        while self._n_made <= k:
+            j = self._n_made
             if self.fixed is not None:
                 if j >= len(self.fixed):
                     return False
                 start, score = self.fixed[j]
             else:
-                prev = (self.segments[-1][0], self.segments[-1][1]) if self.segments else None
-                start, score = self._random_next(prev)
+                start, score = self._random_next(self._last)
             state = make_lung_state(score, self.r_states, self.renderer.geo, self.renderer.wall, self.cfg)
-            self.segments.append((start, score, state))
+            self.segments[j] = (start, score, state)
+            self._last = (start, score)
+            self._n_made += 1
         return True
 
+    def _half(self, b: int) -> float:
+        """Half-width (frames) of the cross-fade at the boundary between segments b-1 and b."""
+        prev_len = self.segments[b][0] - self.segments[b - 1][0]
+        next_len = self.segments[b + 1][0] - self.segments[b][0] if self._ensure(b + 1) else float("inf")
+        return min(self.cfg.transition_frames / 2.0, prev_len / 2.0, next_len / 2.0)
+
     def _mix(self, i: int) -> tuple[list[tuple[LungState, float]], LungState]:
-        k = 0
-        while self._ensure(k + 1) and self.segments[k + 1][0] <= i:
-            k += 1
+        while self._ensure(self._k + 1) and self.segments[self._k + 1][0] <= i:
+            self._k += 1
+        k = self._k
+        for old in [j for j in self.segments if j < k - 1]:
+            del self.segments[old]
         start, _, cur = self.segments[k]
-        half = self.cfg.transition_frames / 2.0
-        # Fading towards the next segment?
-        if half > 0 and self._ensure(k + 1):
-            nstart, _, nxt = self.segments[k + 1]
-            h = min(half, (nstart - start) / 2.0)
-            if i >= nstart - h:
-                w = (i - (nstart - h) + 0.5) / (2 * h)
-                return [(cur, 1.0 - w), (nxt, w)], cur
-        # Still fading in from the previous segment?
-        if half > 0 and k > 0:
-            pstart, _, prv = self.segments[k - 1]
-            nend = self.segments[k + 1][0] if self._ensure(k + 1) else None
-            h = min(half, (start - pstart) / 2.0, (nend - start) / 2.0 if nend is not None else half)
-            if i < start + h:
-                w = (i - (start - h) + 0.5) / (2 * h)
-                return [(prv, 1.0 - w), (cur, w)], cur
+        if self.cfg.transition_frames > 0:
+            if self._ensure(k + 1):  # fading towards the next segment?
+                nstart, _, nxt = self.segments[k + 1]
+                h = self._half(k + 1)
+                if i >= nstart - h:
+                    w = (i - (nstart - h) + 0.5) / (2 * h)
+                    return [(cur, 1.0 - w), (nxt, w)], cur
+            if k > 0:  # still fading in from the previous one?
+                _, _, prv = self.segments[k - 1]
+                h = self._half(k)
+                if i < start + h:
+                    w = (i - (start - h) + 0.5) / (2 * h)
+                    return [(prv, 1.0 - w), (cur, w)], cur
         return [(cur, 1.0)], cur
 
     def next(self) -> tuple[np.ndarray, int, np.ndarray]:

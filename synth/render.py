@@ -138,6 +138,7 @@ class Renderer:
             pgain += w * periodic_interp(xs_lung, st.pleura_gain)
             aline_strength += w * st.aline_strength
             pwidth += w * st.pleura_width
+        zp = np.maximum(zp, np.float32(1.0))  # tiny frames: keep the pleura inside the grid
         dmap = self.z - zp[None, :]  # rows below the pleura
 
         # Wall (moves with the probe) and lung speckle (moves with the lung, decorrelates slowly).

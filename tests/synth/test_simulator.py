@@ -182,3 +182,27 @@ def test_bad_specs_get_clear_errors(kwargs: dict, message: str) -> None:
     } | kwargs
     with pytest.raises(ValueError, match=message):
         simulate_clip(ClipSpec(**spec))
+
+
+def test_cross_fade_is_continuous_and_live_stream_memory_is_bounded() -> None:
+    # Short middle segment: the fades on both of its sides shrink to fit, weights stay in [0, 1].
+    spec = ClipSpec(
+        seed=6, n_frames=30, probe="linear", schedule=[(0, 0), (10, 3), (13, 1)], height=64, width=64
+    )
+    c = simulate_clip(spec, SimConfig(transition_frames=8))
+    assert c.scores.tolist() == [0] * 10 + [3] * 3 + [1] * 17
+    cfg = SimConfig(segment_seconds=(0.1, 0.2))
+    live = LiveSimulator(2, probe="convex", fps=30, height=64, width=64, config=cfg)
+    for _ in range(600):  # ~130 segments
+        live.next()
+    assert len(live._eng.segments) <= 4  # previous, current and the next two
+
+
+def test_motion_moves_the_lung_against_the_chest_wall() -> None:
+    """Lung sliding: below the pleura the image changes between frames more than the wall does."""
+    c = clip(1, seed=8, n=20)
+    rows, cols, zp = lung_box(c)
+    f = c.frames[:, rows, cols].astype(float)
+    wall = np.abs(np.diff(f[:, 5 : zp - 8], axis=0)).mean()
+    lung = np.abs(np.diff(f[:, zp + 8 :], axis=0)).mean()
+    assert lung > 1.2 * wall > 0
