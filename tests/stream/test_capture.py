@@ -221,3 +221,14 @@ def test_capture_process_exits_when_the_engine_is_killed(folder: Path) -> None:
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
     finally:
         engine.kill()
+
+
+def test_paced_playback_never_releases_a_frame_early(folder: Path) -> None:
+    """Paced at 50 fps, frame i is stamped no earlier than i/50 s after frame 0 (later is allowed:
+    a loaded machine may fall behind, and then pacing re-anchors instead of bursting)."""
+    spec = SourceSpec("folder", str(folder), fps=50.0, roi="off")
+    with CaptureProcess(spec, capacity=64) as cap:
+        frames = _drain(cap)
+    assert [f.seq for f in frames] == list(range(40))
+    elapsed = (np.array([f.t_capture_ns for f in frames]) - frames[0].t_capture_ns) / 1e9
+    assert np.all(elapsed >= np.arange(40) / 50.0 - 0.02)  # 20 ms: frame 0 itself may be stamped late
