@@ -150,3 +150,17 @@ def test_simulator_frames_in_a_fake_ui_are_found(probe: str) -> None:
     ys, xs = np.nonzero(cv2.medianBlur(image, 5) > 4)  # the simulator's image region (black outside)
     truth = (320 + xs.min(), 160 + ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
     assert iou(box, truth) > 0.9, (box, truth)
+
+
+def test_grey_background_and_a_greyscale_bar_beside_the_image() -> None:
+    """A mid-grey UI (background = histogram mode, not black) and a static greyscale bar 16 px to
+    the right of the image: the ROI is the image alone."""
+    rng = np.random.default_rng(7)
+    truth = (500, 120, 260, 480)
+    ui = _ui_screen(rng)
+    ui = np.where(ui > 0, ui, 60).astype(np.uint8)
+    screen = ui.copy()
+    screen[120:600, 500:760] = _speckle_image(480, 260, rng, False)
+    screen[150:450, 776:800] = np.linspace(255, 0, 300).astype(np.uint8)[:, None]
+    found = find_roi(screen)
+    assert found is not None and found.box == truth
