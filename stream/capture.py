@@ -234,6 +234,15 @@ class _Capture:
                 except SourceDecodeError as exc:
                     exit_error = str(exc)
                     break
+                except Exception as exc:  # a driver/library error: a live source retries, a file ends
+                    why = f"read failed: {type(exc).__name__}: {exc}"
+                    if not live:
+                        exit_error = why
+                        break
+                    if not self.reconnect(why):
+                        break
+                    anchor = None
+                    continue
                 if item is None:
                     if spec.loop and self.source.finite:
                         self.source.rewind()
