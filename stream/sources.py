@@ -256,6 +256,8 @@ class ClipSource(Source):
         try:
             return next(self._frames)
         except StopIteration:
+            if self.live:  # a network stream has no end: the server or the network dropped it
+                raise SourceReadError(f"stream {self.shown!r} ended (connection closed)") from None
             return None
 
     def close(self) -> None:
