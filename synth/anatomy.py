@@ -38,6 +38,15 @@ def smooth_noise(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
     return (x / (x.std() + 1e-9)).astype(np.float32)
 
 
+def smooth_noise_2d(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Periodic 2-D Gaussian-filtered noise with unit standard deviation."""
+    f = np.fft.rfft2(rng.standard_normal(shape))
+    fy, fx = np.fft.fftfreq(shape[0])[:, None], np.fft.rfftfreq(shape[1])[None, :]
+    f *= np.exp(-2 * np.pi**2 * sigma**2 * (fy**2 + fx**2))
+    x = np.fft.irfft2(f, shape)
+    return (x / (x.std() + 1e-9)).astype(np.float32)
+
+
 def periodic_interp(x: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Linear interpolation in a periodic 1-D table at (fractional) positions ``x``."""
     n = table.shape[0]
@@ -60,35 +69,29 @@ class Wall:
     rib_lift: np.ndarray  # float32 [world]: rib cortex this many rows above the pleura
 
 
-def _wall_profile(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Echo level vs normalised depth u = z / pleural depth (index u * n), for u in [0, 1.2)."""
-    u = np.arange(int(1.2 * n)) / n
-    prof = np.full(u.shape, 0.02, np.float32)
-
-    def band(lo: float, hi: float, level: float) -> None:
-        prof[(u >= lo) & (u < hi)] = level
-
+def _wall_bands(
+    rng: np.random.Generator,
+) -> tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]:
+    """Chest-wall layers as (top, bottom, level) bands and (depth, level, width) bright lines, in
+    units of the pleural depth u = z / z_pleura (skin, fat with septa, fascia, striated muscle,
+    intercostal tissue, the dark extrapleural fat right above the pleura)."""
     skin = rng.uniform(0.04, 0.08)
-    fat = rng.uniform(0.25, 0.4)
-    muscle = rng.uniform(0.75, 0.85)
-    band(0, skin, 0.05)
-    band(skin, fat, 0.01)
-    band(fat, muscle, 0.028)
-    band(muscle, 0.94, 0.02)
-    band(0.94, 1.2, 0.006)  # extrapleural fat: thin dark line right above the pleura
-
-    def line(at: float, level: float, width: float = 0.008) -> None:
-        prof[:] = np.maximum(prof, level * np.exp(-(((u - at) / width) ** 2)).astype(np.float32))
-
-    line(skin, 0.12)
-    for at in rng.uniform(skin + 0.03, fat - 0.02, rng.integers(1, 3)):  # septa in the fat
-        line(at, 0.04)
-    line(fat, 0.1, 0.012)  # fascia
-    for at in np.sort(rng.uniform(fat + 0.03, muscle - 0.02, rng.integers(3, 7))):  # striations
-        line(at, rng.uniform(0.04, 0.08))
-    line(muscle, 0.08, 0.01)
-    prof *= np.float32(0.7)
-    return prof
+    fat = rng.uniform(0.22, 0.4)
+    muscle = rng.uniform(0.72, 0.85)
+    bands = [
+        (0.0, skin, 0.04),
+        (skin, fat, 0.008),
+        (fat, muscle, 0.02),
+        (muscle, 0.93, 0.014),
+        (0.93, 1.3, 0.004),
+    ]
+    lines = [(skin, 0.09, 0.008), (fat, 0.07, 0.012), (muscle, 0.06, 0.01)]
+    lines += [(a, 0.03, 0.006) for a in rng.uniform(skin + 0.03, fat - 0.02, rng.integers(1, 4))]  # fat septa
+    lines += [
+        (a, rng.uniform(0.025, 0.06), rng.uniform(0.005, 0.01))  # muscle striations
+        for a in rng.uniform(fat + 0.02, muscle - 0.02, rng.integers(4, 10))
+    ]
+    return bands, lines
 
 
 def make_wall(rng: np.random.Generator, geo: ProbeGeometry, cfg: SimConfig) -> Wall:
@@ -101,16 +104,22 @@ def make_wall(rng: np.random.Generator, geo: ProbeGeometry, cfg: SimConfig) -> W
     pleura = zp0 + tilt * np.sin(2 * np.pi * xw / world + rng.uniform(0, 2 * np.pi))
     pleura += 0.3 * smooth_noise(rng, world, world / 12) * geo.rows_per_cm * 0.05
 
-    # Layers follow u = z / pleural depth, with a gentle lateral waviness.
-    n = 400
-    prof = _wall_profile(rng, n)
-    wav = 0.02 * smooth_noise(rng, world, world / 8)
+    # Layers follow u = z / pleural depth with a gentle lateral waviness; every bright line has its
+    # own waviness and fades in and out laterally (fascia and muscle fibres are not endless).
     z = np.arange(rows, dtype=np.float32)[:, None]
-    u = z / pleura[None, :] + wav[None, :] * (z / pleura[None, :])
-    idx = np.clip((u * n).astype(np.int32), 0, prof.size - 1)
-    echo = prof[idx]
-    # Slow lateral texture variation of the tissue (not all muscle reflects the same).
-    echo *= 1.0 + 0.25 * smooth_noise(rng, world, world / 16)[None, :]
+    u = z / pleura[None, :] * (1.0 + 0.02 * smooth_noise(rng, world, world / 8)[None, :])
+    bands, bright = _wall_bands(rng)
+    echo = np.zeros((rows, world), np.float32)
+    for top, bot, level in bands:
+        echo[(u >= top) & (u < bot)] = level
+    for at, level, width in bright:
+        wav = 0.015 * smooth_noise(rng, world, world / rng.uniform(4, 12))[None, :]
+        frag = np.clip(0.6 + 0.8 * smooth_noise(rng, world, world / rng.uniform(6, 20)), 0, 1)[None, :]
+        echo = np.maximum(echo, level * frag * np.exp(-(((u - at - wav) / width) ** 2)))
+    # Heterogeneous tissue: slow 2-D variation of the echo level (log-normal, a few mm across).
+    blobs = smooth_noise_2d(rng, (rows, world), 0.25 * geo.rows_per_cm)
+    echo *= np.exp(0.5 * blobs).astype(np.float32)
+    echo *= (1.0 + 0.25 * smooth_noise(rng, world, world / 16))[None, :]
 
     rib_w = np.zeros(world, np.float32)
     rib_lift = np.zeros(world, np.float32)
@@ -204,15 +213,13 @@ def make_lung_state(
             ay = rng.uniform(*cfg.small_consolidation_depth_cm) * rpc
             x0, x1 = int(c - 1.6 * ax), int(c + 1.6 * ax) + 1
             y1 = int(D_OFF + 1.6 * ay) + 1
-            rough = 0.25 * cv2.GaussianBlur(
-                rng.standard_normal((y1, x1 - x0)).astype(np.float32), (0, 0), 2.0
-            )
-            rough *= 1.0 / (rough.std() + 1e-6) * 0.12
+            rough = cv2.GaussianBlur(rng.standard_normal((y1, x1 - x0)).astype(np.float32), (0, 0), 3.0)
+            rough *= 0.1 / (rough.std() + 1e-6)
             q, wgt = _blob_weight((y1, x1 - x0), c - x0, D_OFF, ax, ay, rough)
             below = np.arange(y1)[:, None] >= D_OFF - 1
             wgt = wgt * below
             lower = np.arange(y1, dtype=np.float32)[:, None] > D_OFF + 0.4 * ay
-            rim = (q > 0.75) & lower  # bright irregular lower margin ("shred sign")
+            rim = (q > 0.78) & lower  # bright irregular lower margin ("shred sign")
             echo = np.where(rim, cfg.consolidation_rim_level, cfg.consolidation_level).astype(np.float32)
             cols = np.arange(x0, x1) % world
             tex[:y1, cols, 1] = np.maximum(tex[:y1, cols, 1], wgt)
@@ -222,7 +229,7 @@ def make_lung_state(
             cls[:y1, cols] = cls_sub
             # Broken pleura over the consolidation; a B-line from its lower edge.
             dxp = np.abs(((np.arange(world) - c + world / 2) % world) - world / 2)
-            gain = np.where(dxp < 0.9 * ax, 0.0, gain)
+            gain = gain * (1.0 - np.exp(-((dxp / (0.8 * ax)) ** 6)))  # pleura broken over it
             add_bline(c + rng.uniform(-0.3, 0.3) * ax, top=1.15 * ay, level=rng.uniform(*cfg.bline_level))
 
     if score == 3:

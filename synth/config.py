@@ -38,8 +38,8 @@ class ScannerProfile:
     dynamic_range_db: float = 55.0
     net_attenuation_db_cm: float = 0.8
     tgc_ripple_db: float = 2.5
-    speckle_axial_cells: float = 0.9  # Gaussian PSF sigma on the scan-line grid
-    speckle_lateral_cells: float = 1.1
+    speckle_axial_cells: float = 1.1  # Gaussian PSF sigma on the scan-line grid
+    speckle_lateral_cells: float = 1.5
     noise_floor: float = 0.0012  # electronic noise amplitude (echo units: pleura = 1)
     margin_frac: float = 0.04  # black border around the image inside the frame
 
@@ -68,7 +68,7 @@ SCANNERS: dict[str, ScannerProfile] = {
             gain_db=3.0,
             dynamic_range_db=50.0,
             net_attenuation_db_cm=1.0,
-            speckle_lateral_cells=1.3,
+            speckle_lateral_cells=1.8,
         ),
         ScannerProfile(
             "convex-wifi",
@@ -80,8 +80,8 @@ SCANNERS: dict[str, ScannerProfile] = {
             gain_db=-2.0,
             dynamic_range_db=46.0,
             net_attenuation_db_cm=1.2,
-            speckle_axial_cells=1.2,
-            speckle_lateral_cells=1.5,
+            speckle_axial_cells=1.4,
+            speckle_lateral_cells=2.0,
             noise_floor=0.002,
         ),
         ScannerProfile(
@@ -103,7 +103,7 @@ SCANNERS: dict[str, ScannerProfile] = {
             gain_db=-1.5,
             dynamic_range_db=60.0,
             net_attenuation_db_cm=1.2,
-            speckle_lateral_cells=1.3,
+            speckle_lateral_cells=1.8,
         ),
         ScannerProfile(
             "linear-wifi",
@@ -114,7 +114,7 @@ SCANNERS: dict[str, ScannerProfile] = {
             gain_db=2.0,
             dynamic_range_db=48.0,
             net_attenuation_db_cm=1.8,
-            speckle_axial_cells=1.2,
+            speckle_axial_cells=1.4,
             noise_floor=0.002,
         ),
     )
@@ -133,7 +133,7 @@ class SimConfig:
     """All simulator parameters (defaults give ICLUS-DB-like clips).
 
     Echo levels are linear amplitudes relative to the pleural line (= 1); after log compression
-    with a ~55 dB dynamic range, 0.07 (first A-line) shows as mid-grey and 0.0045 (lung haze) as
+    with a ~55 dB dynamic range, 0.05 (first A-line) shows as mid-grey and 0.0045 (lung haze) as
     dark grey, as on real scanners.
     """
 
@@ -147,38 +147,43 @@ class SimConfig:
     pleura_depth_cm: dict[str, tuple[float, float]] = field(
         default_factory=lambda: {"convex": (2.0, 3.4), "linear": (1.0, 1.8)}
     )
-    pleura_thickness_cm: float = 0.07  # Gaussian sigma of the bright pleural line (healthy)
+    pleura_level: float = 0.35  # echo of the pleural line (healthy)
+    pleura_thickness_cm: float = 0.06  # Gaussian sigma of the bright pleural line (healthy)
     pleura_flatness: tuple[float, float] = (0.5, 0.9)  # convex: 1 = flat pleura, 0 = concentric arc
     pleura_tilt_cm: float = 0.1  # max depth difference of the pleura across the image
     rib_probability: dict[str, float] = field(default_factory=lambda: {"convex": 0.75, "linear": 0.4})
     rib_half_width_frac: tuple[float, float] = (0.05, 0.09)  # of the image width
+    rib_level: float = 0.4  # echo of the rib's cortex
     rib_shadow_level: float = 0.05  # echo multiplier inside an acoustic rib shadow
     haze_gray: float = 48.0  # display grey of aerated lung haze at 0 dB scanner gain
     lung_background: float = 0.0045  # echo of aerated lung below the pleura (reverberation haze)
 
     # --- score 0: A-lines ------------------------------------------------------------------
-    aline_level: float = 0.07  # first A-line (at 2x the pleural depth) echo level
-    aline_decay: float = 0.5  # each further reverberation keeps this fraction
+    aline_level: float = 0.05  # first A-line (at 2x the pleural depth) echo level
+    aline_decay: float = 0.5
+    aline_width: float = (
+        2.4  # A-line thickness in units of the pleura's  # each further reverberation keeps this fraction
+    )
     aline_strength_by_score: tuple[float, float, float, float] = (1.0, 0.35, 0.12, 0.0)
 
     # --- scores 1-3: B-lines, consolidations, white lung -------------------------------------
     blines_by_score: tuple[tuple[int, int], ...] = ((0, 0), (1, 4), (1, 3), (0, 3))
     bline_sigma_cm: tuple[float, float] = (0.05, 0.13)  # lateral Gaussian sigma of one B-line
-    bline_level: tuple[float, float] = (0.12, 0.3)
-    bline_erase_level: float = 0.04  # a B-line this bright fully erases the A-lines under it
+    bline_level: tuple[float, float] = (0.07, 0.18)
+    bline_erase_level: float = 0.03  # a B-line this bright fully erases the A-lines under it
     pleura_irregularity_cm: tuple[float, float, float, float] = (0.01, 0.07, 0.1, 0.12)
     small_consolidations: tuple[int, int] = (1, 3)  # score 2
     small_consolidation_width_cm: tuple[float, float] = (0.5, 1.2)
     small_consolidation_depth_cm: tuple[float, float] = (0.4, 1.0)
     consolidation_level: float = 0.0015  # hypoechoic interior (score 2)
-    consolidation_rim_level: float = 0.12  # bright irregular lower margin ("shred sign")
-    large_consolidation_level: float = 0.02  # tissue-like (hepatised) interior (score 3)
-    bronchogram_level: float = 0.25  # air bronchograms inside a large consolidation
+    consolidation_rim_level: float = 0.07  # bright irregular lower margin ("shred sign")
+    large_consolidation_level: float = 0.015  # tissue-like (hepatised) interior (score 3)
+    bronchogram_level: float = 0.15  # air bronchograms inside a large consolidation
     large_consolidation_width_frac: tuple[float, float] = (0.3, 0.6)  # of the image width
     large_consolidation_depth_frac: tuple[float, float] = (0.25, 0.5)  # of the lung depth in view
     white_lung_probability: float = 0.5  # score 3: white lung (else/also a large consolidation)
     white_lung_width_frac: tuple[float, float] = (0.45, 0.85)
-    white_lung_level: float = 0.18
+    white_lung_level: float = 0.12
 
     # --- masks (what an annotator would contour) ---------------------------------------------
     mask_aline_count: int = 3  # A-lines marked as class 0 (the fainter ones are not drawn)

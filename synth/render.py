@@ -103,7 +103,7 @@ class Renderer:
         cfg = self.cfg
         r = np.arange(LUT_UNITS * LUT_PER_UNIT, dtype=np.float32) / LUT_PER_UNIT
         zp = float(self.wall.pleura_rows.mean())
-        width = 1.8 * self.pleura_sigma / zp  # A-lines as thick as the pleura, in units of r
+        width = cfg.aline_width * self.pleura_sigma / zp  # A-lines as thick as the pleura, in units of r
         lut = np.zeros_like(r)
         band = np.zeros(r.shape, bool)
         for k in range(2, LUT_UNITS):
@@ -180,7 +180,7 @@ class Renderer:
         bot = min(rows, int(zp.max() + 4 * sig) + 2)
         if bot > top:
             band = dmap[top:bot]
-            echo[top:bot] += pgain[None, :] * np.exp(-((band / sig) ** 2))
+            echo[top:bot] += (pgain * np.float32(cfg.pleura_level))[None, :] * np.exp(-((band / sig) ** 2))
 
         # Ribs: bright cortex, acoustic shadow beneath (only the rib columns are touched).
         rib_w = periodic_interp(xs_wall, wall.rib_weight)
@@ -192,7 +192,7 @@ class Renderer:
             rw = rib_w[rib_cols][None, :]
             shade = np.clip(dz_r / 2.0, 0, 1) * rw
             sub = echo[:, rib_cols] * (1.0 - (1.0 - cfg.rib_shadow_level) * shade)
-            sub += 0.9 * rw * np.exp(-((dz_r / (1.5 * self.pleura_sigma)) ** 2))
+            sub += cfg.rib_level * rw * np.exp(-((dz_r / (1.5 * self.pleura_sigma)) ** 2))
             echo[:, rib_cols] = sub
             shadow_mask = (shade > 0.5, rib_cols)
 
