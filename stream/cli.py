@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
                    help="inference backend (auto: the fastest available)")
     m.add_argument("--threads", type=_positive(int), default=None,
-                   help="scoring-lane intra-op threads (default: from the core count, see docs/stream.md)")
+                   help="scoring-lane intra-op threads (default: from the core count, see docs/wire.md)")
     m.add_argument("--max-batch", type=_positive(int), default=8,
                    help="largest batch of waiting frames the scoring lane scores in one call")
     m.add_argument("--seg-every", type=_positive(int), default=1, metavar="N",
