@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from train.seg.config import member, override, preset
-from train.seg.data import patient_split
+from train.seg.data import patient_split, split_by_patients
 from train.seg.loop import TrainOptions, train_member
 from train.seg.sources import add_source_args, load_source, save_samples, write_split
 
@@ -39,6 +39,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, curves, split)")
     add_source_args(ap)
     ap.add_argument("--test-fraction", type=float, default=0.3, help="patients held out for testing")
+    ap.add_argument(
+        "--own-split",
+        action="store_true",
+        help="split --data by --test-fraction even when it has a splits.json (default: use it)",
+    )
     ap.add_argument("--val-fraction", type=float, default=0.2, help="training patients used for validation")
     o = TrainOptions()
     ap.add_argument(
@@ -72,6 +77,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def read_dataset_split(args: argparse.Namespace) -> list[str] | None:
+    """Test patients from DATA/splits.json unless --own-split (or the source is --sim)."""
+    if args.data is None or args.own_split:
+        return None
+    from train.data.layout import read_splits
+
+    splits = read_splits(args.data)
+    return None if not splits or "test" not in splits else splits["test"]
+
+
 def parse_minutes(text: str, names: list[str]) -> dict[str, float]:
     """``12`` → every member 12 min; ``unet=13,unetpp=16`` → per member (others: no limit)."""
     if "=" not in text:
@@ -102,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.monotonic()
     samples = load_source(args, seed=args.seed)
-    train_all, test = patient_split(samples, args.test_fraction, seed=args.seed)
+    dataset_split = read_dataset_split(args)
+    if dataset_split is not None:  # the dataset's own patient-level split (splits.json)
+        train_all, test = split_by_patients(samples, dataset_split)
+    else:
+        train_all, test = patient_split(samples, args.test_fraction, seed=args.seed)
     train, val = (
         patient_split(train_all, args.val_fraction, seed=args.seed + 1)
         if args.val_fraction > 0

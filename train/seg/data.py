@@ -155,28 +155,47 @@ def from_simulator(
     return SegSamples.concat(parts)
 
 
-def from_layout(root: str | Path, probe: str | None = None) -> SegSamples:
-    """Annotated frames of an ICLUS-DB-style dataset folder (``train.data.layout``)."""
-    from train.data.labelme import rasterise
-    from train.data.layout import read_dataset, read_frames
+def from_layout(
+    root: str | Path, probe: str | None = None, size_hw: tuple[int, int] = INPUT_HW
+) -> SegSamples:
+    """Annotated frames of an ICLUS-DB-style dataset folder, via ``train.data``'s MaskDataset
+    (each video decoded once, letterboxed with the runtime's preprocessing)."""
+    from train.data.layout import read_dataset
+    from train.data.torch_datasets import MaskDataset
 
-    parts = []
-    for rec in read_dataset(root):
-        if probe not in (None, "all") and rec.probe != probe:
-            continue
-        if not rec.mask_files:
-            continue
-        idx = sorted(int(i) for i in rec.mask_files)
-        frames = read_frames(rec, idx)
-        masks = np.stack([rasterise(rec.mask_files[i], frames.shape[1:3]) for i in idx])
-        scores = np.asarray(rec.frame_scores)[idx]
-        parts.append(from_arrays(frames, masks, str(rec.patient_id), scores, str(rec.probe)))
-    if not parts:
+    records = [r for r in read_dataset(root) if probe in (None, "all") or r.probe == probe]
+    ds = MaskDataset(records, size_hw=size_hw)
+    if len(ds) == 0:
         raise ValueError(
             f"{root}: no videos with LabelMe masks{' for probe ' + probe if probe else ''}; "
             "check the folder with `python -m train.data check DIR`"
         )
-    return SegSamples.concat(parts)
+    images, masks, patients, scores, probes = [], [], [], [], []
+    for i, (vi, fi) in enumerate(ds.items):
+        rec = ds.records[vi]
+        images.append(ds.cache.frames(rec)[fi])
+        masks.append(ds.mask(i))
+        patients.append(str(rec.patient_id))
+        scores.append(int(rec.frame_scores[fi]))
+        probes.append(str(rec.probe))
+    return SegSamples(
+        np.stack(images),
+        np.stack(masks),
+        np.array(patients, dtype=object),
+        np.array(scores, dtype=np.int64),
+        np.array(probes, dtype=object),
+    )
+
+
+def split_by_patients(samples: SegSamples, test_patients: Iterable[str]) -> tuple[SegSamples, SegSamples]:
+    """(frames of the other patients, frames of ``test_patients``)."""
+    test_p = {str(p) for p in test_patients}
+    is_test = np.array([str(p) in test_p for p in samples.patients])
+    if not is_test.any() or is_test.all():
+        raise ValueError(
+            f"the split leaves an empty side ({int(is_test.sum())} of {len(samples)} frames in test)"
+        )
+    return samples.subset(np.flatnonzero(~is_test)), samples.subset(np.flatnonzero(is_test))
 
 
 def patient_split(
