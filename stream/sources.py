@@ -124,7 +124,7 @@ class ClipSource(Source):
             raise SourceOpenError(f"clip {self.shown!r} does not exist or is not a file: check the path")
         options = {}
         if self.live:
-            options = {"fflags": "nobuffer", "flags": "low_delay"}
+            options = {"flags": "low_delay"}  # (no "nobuffer": it discards what the probe read)
             if self.target.lower().startswith("rtsp"):
                 options["rtsp_transport"] = "tcp"
         try:

@@ -3,6 +3,7 @@ and their errors name the thing and the fix."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import av
@@ -267,3 +268,49 @@ def test_http_url_through_the_capture_process(tmp_path: Path) -> None:
     assert st["exit_error"] is None
     assert "secret" not in str(st) and "token" not in str(st)  # credentials never reach the status
     assert frames[0].source_id == f"http://127.0.0.1:{server.server_address[1]}/clip.mkv"
+
+
+def test_live_network_stream_that_drops_is_lost_then_recovered(tmp_path: Path) -> None:
+    """A live (self-paced) MPEG-TS stream over TCP: the server sends the clip and hangs up; the
+    capture reports ``lost``, reconnects with backoff and recovers on the next connection."""
+    import socket
+    import threading
+
+    _write_pyav(tmp_path / "live.ts", "mpeg2video", fmt="mpegts")
+    payload = (tmp_path / "live.ts").read_bytes()
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(20)
+    connections = []
+
+    def serve() -> None:
+        for _ in range(2):
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            connections.append(conn)
+            with conn:
+                conn.sendall(payload)
+                time.sleep(0.3)  # then hang up: the "scanner" goes away
+            time.sleep(0.5)  # a gap before it accepts again
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    spec = SourceSpec("url", url, roi="off", retry_backoff_s=(0.1, 0.4), lost_after_min_s=5.0)
+    try:
+        with CaptureProcess(spec, capacity=64) as cap:
+            seen_lost, frames = False, []
+            t_end = time.monotonic() + 30
+            while time.monotonic() < t_end:
+                frames += cap.get_batch(64, 0.05)
+                st = cap.stats()
+                seen_lost = seen_lost or st["state"] == "lost"
+                if st["recoveries"] >= 1 and len(frames) >= 2 * N:
+                    break
+    finally:
+        server.close()
+    assert seen_lost and st["recoveries"] >= 1 and st["exit_error"] is None
+    assert len(connections) == 2
+    assert [f.seq for f in frames] == list(range(len(frames)))
+    bars = [_bar_x(f.image) for f in frames[: 2 * N]]
+    assert bars == [2 * i for i in range(N)] * 2  # the whole clip, twice, in order
