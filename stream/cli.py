@@ -59,6 +59,19 @@ def _window(text: str) -> tuple[int | None, float | None]:
     raise argparse.ArgumentTypeError(f"--window takes N frames or Ns seconds (e.g. 90 or 3s), got {text!r}")
 
 
+def _outage(text: str) -> tuple[int, float, str]:
+    parts = text.split(":")
+    try:
+        after, seconds = int(parts[0]), float(parts[1])
+        mode = parts[2] if len(parts) > 2 else "error"
+        if after >= 0 and seconds > 0 and mode in ("error", "stall") and len(parts) <= 3:
+            return after, seconds, mode
+    except (ValueError, IndexError):
+        pass
+    msg = f"--outage takes AFTER:SECONDS[:error|stall], e.g. 60:2:stall; got {text!r}"
+    raise argparse.ArgumentTypeError(msg)
+
+
 def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int]:
     def parse(text: str) -> float | int:
         value = kind(text)
@@ -100,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: auto; off for synthetic)")
     s.add_argument("--buffer", type=_positive(int), default=8,
                    help="frames held between capture and the lanes (oldest dropped when full, live sources)")
+    s.add_argument("--outage", type=_outage, default=None, metavar="AFTER:SECONDS[:error|stall]",
+                   help="scripted outage for tests and demos: after AFTER frames the source fails (error) or "
+                   "goes silent (stall) for SECONDS, then recovers")
     s.add_argument("--seed", type=int, default=0, help="simulator and MC-dropout seed")
     s.add_argument("--probe", choices=("convex", "linear"), default="convex", help="simulator probe geometry")
     m = p.add_argument_group("models and lanes")
@@ -148,13 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
 def source_spec(args: argparse.Namespace):  # -> stream.capture.SourceSpec
     from stream.capture import SourceSpec
 
-    common = {"fps": args.fps, "roi": args.roi}
+    common = {"fps": args.fps, "roi": args.roi, "outage": args.outage}
     if args.device is not None:
         return SourceSpec("device", path=args.device, **common)
     if args.synthetic or args.demo:
         schedule = DEMO_SCHEDULE if args.demo else None
         return SourceSpec("synthetic", fps=args.fps or 30.0, roi=args.roi, seed=args.seed, probe=args.probe,
-                          schedule=schedule, as_fast_as_possible=args.as_fast_as_possible)
+                          schedule=schedule, as_fast_as_possible=args.as_fast_as_possible, outage=args.outage)
     kind, path = next((k, getattr(args, k)) for k in ("clip", "folder", "dicom", "url") if getattr(args, k))
     return SourceSpec(kind, path=str(path), loop=args.loop, as_fast_as_possible=args.as_fast_as_possible,
                       **common)

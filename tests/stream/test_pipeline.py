@@ -270,6 +270,30 @@ def test_truncated_clip_exits_nonzero_after_recording_what_decoded(models: Path,
     assert "source ended with an error" in eng.err
 
 
+def test_device_missing_exits_3_naming_the_device(models: Path, tmp_path: Path) -> None:
+    eng = Engine(models, "--device", "/dev/video97", "--record", str(tmp_path))
+    assert eng.wait() == 3
+    assert "/dev/video97" in eng.err and "not found" in eng.err
+    last = read_results(next(tmp_path.glob("*.lusr.msgpack")), validate=True).topic("status")[-1].msg
+    assert last["source"]["state"] == "failed" and "/dev/video97" in last["source"]["error"]
+
+
+@pytest.mark.parametrize("mode", ["error", "stall"])
+def test_source_lost_and_recovered(models: Path, tmp_path: Path, mode: str) -> None:
+    ctx = zmq.Context()
+    eng = Engine(models, "--synthetic", "--fps", "30", "--outage", f"20:1.5:{mode}", "--max-frames", "60",
+                 "--record", str(tmp_path))
+    sub = subscribe(eng.pub, ctx)
+    msgs = collect(sub, lambda got: eng.proc.poll() is not None)
+    assert eng.wait() == 0, eng.err  # the engine never exits on a lost source
+    states = [m["source"]["state"] for t, m, _ in msgs if t == "status"]
+    assert "lost" in states and states.index("lost") < len(states) - 1 - states[::-1].index("running")
+    frames = read_results(next(tmp_path.glob("*.lusr.msgpack"))).topic("frame")
+    assert len(frames) == 60  # frames before and after the outage are all scored and recorded
+    sub.close()
+    ctx.term()
+
+
 def test_engine_without_models_runs_and_says_so(tmp_path: Path, clip30: Path) -> None:
     eng = Engine(tmp_path, "--clip", str(clip30), "--as-fast-as-possible", "--record", str(tmp_path))
     assert eng.wait() == 0, eng.err
