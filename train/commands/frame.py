@@ -40,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config field, e.g. --set epochs=30 --set input_hw=[96,96]",
     )
     ap.add_argument("--epochs", type=int, help="shortcut for --set epochs=N")
-    ap.add_argument("--time-budget-min", type=float, help="stop after this many minutes (end of an epoch)")
+    ap.add_argument(
+        "--time-budget-min", type=float, help="stop after this many wall minutes (end of an epoch)"
+    )
+    ap.add_argument("--cpu-budget-min", type=float, help="stop after this many CPU minutes of training steps")
     ap.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     ap.add_argument(
         "--dump-frame-probs",
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"epochs={args.epochs}")
     if args.time_budget_min is not None:
         overrides.append(f"time_budget_min={args.time_budget_min}")
+    if args.cpu_budget_min is not None:
+        overrides.append(f"cpu_budget_min={args.cpu_budget_min}")
     cfg = make_config(args.config, args.model, overrides)
     os.environ.setdefault("OMP_NUM_THREADS", str(cfg.threads))
 
