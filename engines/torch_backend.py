@@ -113,7 +113,12 @@ class TorchEngine(Engine):
         path = model_file_path(manifest, manifest_path)
         try:
             if path.suffix == ".pt2":
-                module = torch.export.load(str(path)).module()
+                program = torch.export.load(str(path))
+                if device != "cpu":  # also rewrites device constants baked into the graph (device="cpu")
+                    from torch.export.passes import move_to_device_pass
+
+                    program = move_to_device_pass(program, device)
+                module = program.module()
             else:
                 module = torch.jit.load(str(path), map_location="cpu").eval()
         except Exception as exc:
