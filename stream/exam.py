@@ -455,10 +455,11 @@ DEMO_SCORES = (1, 0, 1, 2, 1, 0, 0, 2, 3, 2, 1, 1, 0, 1)
 
 
 def demo_schedule(scores: Sequence[int], dwell_frames: int, lead_in: int = 0) -> list[tuple[int, int]]:
-    """The synthetic source's ``(start_frame, score)`` schedule: zone ``i`` is shown for ``dwell_frames``."""
+    """The synthetic source's ``(start_frame, score)`` schedule: zone ``i`` is shown for ``dwell_frames``
+    frames from ``lead_in + i * dwell_frames`` (the lead-in, while the exam starts, shows zone 0 too)."""
     if dwell_frames < 4:
         raise ValueError(f"dwell_frames must be >= 4 (zone, settle, freeze), got {dwell_frames}")
-    return [(lead_in + i * dwell_frames, int(s)) for i, s in enumerate(scores)]
+    return [(0 if i == 0 else lead_in + i * dwell_frames, int(s)) for i, s in enumerate(scores)]
 
 
 def run_scripted_exam(pub: str, ctrl: str, scores: Sequence[int] = DEMO_SCORES, dwell_frames: int = 90,
@@ -496,11 +497,14 @@ def run_scripted_exam(pub: str, ctrl: str, scores: Sequence[int] = DEMO_SCORES, 
         return wire.unpack(req.recv())
 
     try:
+        deadline = time.monotonic() + timeout_s
+        while not sub.poll(200):  # the engine is running once its first frame is published
+            if time.monotonic() > deadline or (stop_event is not None and stop_event.is_set()):
+                raise TimeoutError(f"scripted exam: no frame from {pub}")
         reply = command("exam_start", exam_id=exam_id, protocol=protocol)
         if not reply.get("ok"):
             raise RuntimeError(f"exam_start refused: {reply.get('error')}")
         zone_i, selected = 0, False
-        deadline = time.monotonic() + timeout_s
         while zone_i < len(scores):
             if time.monotonic() > deadline or (stop_event is not None and stop_event.is_set()):
                 raise TimeoutError(f"scripted exam: zone {zone_i + 1} of {len(scores)} not done in time")
@@ -523,12 +527,12 @@ def run_scripted_exam(pub: str, ctrl: str, scores: Sequence[int] = DEMO_SCORES, 
 
 
 def start_demo_walk(engine: Any, pub: str, ctrl: str, scores: Sequence[int] = DEMO_SCORES,
-                    dwell_frames: int = 90, stop_engine: bool = True) -> threading.Thread:
+                    dwell_frames: int = 90, lead_in: int = 30, stop_engine: bool = True) -> threading.Thread:
     """Run :func:`run_scripted_exam` beside an engine (a daemon thread); optionally stop the engine after."""
 
     def walk() -> None:
         try:
-            table = run_scripted_exam(pub, ctrl, scores, dwell_frames)
+            table = run_scripted_exam(pub, ctrl, scores, dwell_frames, lead_in)
             print(f"demo exam done: total {table.get('total')}/{table.get('max_total')}", flush=True)
         except Exception as err:  # the demo must not take the engine down
             print(f"demo exam failed: {err}", flush=True)
