@@ -391,8 +391,11 @@ class CaptureProcess:
         """The source ended (or failed, or the process died) and every buffered frame was taken."""
         if self._ring is None:
             return self._final_stats is not None
-        ended = self._ring.closed or (self._proc is not None and not self._proc.is_alive())
-        return ended and len(self._ring) == 0
+        dead = self._proc is not None and not self._proc.is_alive()
+        if not (self._ring.closed or dead):
+            return False
+        # frames left behind by a process that died holding the lock cannot be taken any more
+        return len(self._ring) == 0 or (dead and not self._ring.lock_usable())
 
     @property
     def exit_error(self) -> str | None:

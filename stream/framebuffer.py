@@ -1,9 +1,14 @@
 """The bounded frame buffer between the capture process and the inference lanes.
 
 A ring of ``capacity`` fixed-size slots in one ``multiprocessing.shared_memory`` block, plus a
-small header (counters, per-slot metadata, a JSON status text) in the same block and one
-process-shared lock with two conditions (``not_empty``, ``not_full``). The image bytes are copied
-once into a slot by the producer and once out by the consumer; nothing is pickled per frame.
+small header (counters, per-slot metadata, a JSON status text) in the same block, one
+process-shared lock and two doorbell semaphores (``filled``: the ring went from empty to not
+empty; ``freed``: a full ring got space). The image bytes are copied once into a slot by the
+producer and once out by the consumer; nothing is pickled per frame.
+
+Every lock acquisition has a timeout and re-checks the stop flag, and stop/close are plain flag
+stores plus doorbells: if the other process dies at any moment (kill -9 while it held the lock),
+this side gives up instead of hanging.
 
 Policies:
 - live / paced (``lossless=False``): when the ring is full the OLDEST frame is overwritten and
@@ -17,6 +22,7 @@ costs two memcpy per frame and implements drop-oldest exactly under one lock. Se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import time
@@ -64,8 +70,9 @@ class FrameRing:
         self._shm = SharedMemory(create=True, size=size)
         self._owner = True
         self._lock = ctx.Lock()
-        self._not_empty = ctx.Condition(self._lock)
-        self._not_full = ctx.Condition(self._lock)
+        self._filled = ctx.Semaphore(0)
+        self._freed = ctx.Semaphore(0)
+        self._last_status: dict[str, Any] = {}
         self._attach_views()
         self._header[:] = 0
 
@@ -93,8 +100,8 @@ class FrameRing:
             "slot_bytes": self.slot_bytes,
             "source_id": self.source_id,
             "lock": self._lock,
-            "not_empty": self._not_empty,
-            "not_full": self._not_full,
+            "filled": self._filled,
+            "freed": self._freed,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -103,11 +110,35 @@ class FrameRing:
         self.slot_bytes = state["slot_bytes"]
         self.source_id = state["source_id"]
         self._lock = state["lock"]
-        self._not_empty = state["not_empty"]
-        self._not_full = state["not_full"]
+        self._filled = state["filled"]
+        self._freed = state["freed"]
+        self._last_status = {}
         self._shm = SharedMemory(name=state["name"])
         self._owner = False
         self._attach_views()
+
+    # -- locking ------------------------------------------------------------------------------
+    def _acquire(self, deadline: float | None) -> bool:
+        """Take the lock; False at the deadline or once a stop is requested (the other process may
+        have died holding the lock: never wait on it unconditionally)."""
+        while True:
+            step = 0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))
+            if self._lock.acquire(timeout=step):
+                return True
+            if self._header[_STOP] or (deadline is not None and time.monotonic() >= deadline):
+                return False
+
+    def lock_usable(self, timeout: float = 0.05) -> bool:
+        """Whether the lock can be taken (False: a dead process holds it)."""
+        if self._lock.acquire(timeout=timeout):
+            self._lock.release()
+            return True
+        return False
+
+    @staticmethod
+    def _drain(bell: Any) -> None:
+        while bell.acquire(False):
+            pass
 
     # -- producer side ------------------------------------------------------------------------
     def put(
@@ -119,7 +150,8 @@ class FrameRing:
         source_hw: tuple[int, int],
         lossless: bool = False,
     ) -> bool:
-        """Store one frame. Returns False only when a stop was requested while waiting (lossless).
+        """Store one frame. Returns False only when a stop was requested (while waiting for space in
+        lossless mode, or for a lock a dead consumer held).
 
         ``image`` may be a non-contiguous view (an ROI crop): it is copied straight into the slot.
         """
@@ -130,29 +162,40 @@ class FrameRing:
                 f"({self.max_frame_hw[0]}x{self.max_frame_hw[1]} pixels): raise SourceSpec.max_frame_hw"
             )
         hdr = self._header
-        with self._lock:
+        if not self._acquire(None):
+            return False
+        locked = True
+        try:
             while hdr[_COUNT] >= self.capacity:
                 if not lossless:
                     hdr[_COUNT] -= 1  # the oldest slot is (head - count); dropping it = shrinking count
                     hdr[_DROPPED] += 1
                     break
-                if hdr[_STOP]:
+                self._drain(self._freed)  # under the lock: any token left is stale
+                self._lock.release()
+                locked = False
+                self._freed.acquire(timeout=0.1)
+                if hdr[_STOP] or not self._acquire(None):
                     return False
-                self._not_full.wait(0.1)
+                locked = True
             slot = int(hdr[_HEAD])
             self._data[slot, : h * w].reshape(h, w)[...] = image
             self._meta[slot] = (seq, t_capture_ns, h, w, *roi, *source_hw)
             hdr[_HEAD] = (slot + 1) % self.capacity
             hdr[_COUNT] += 1
             hdr[_WRITTEN] += 1
-            self._not_empty.notify()
+            was_empty = hdr[_COUNT] == 1
+        finally:
+            if locked:
+                self._lock.release()
+        if was_empty:
+            self._filled.release()  # ring the consumer's doorbell on empty → not empty
         return True
 
     def close(self) -> None:
         """Producer side: no more frames will come (consumers drain what is left, then get None)."""
-        with self._lock:
-            self._header[_CLOSED] = 1
-            self._not_empty.notify_all()
+        self._header[_CLOSED] = 1
+        self._filled.release()
 
     # -- consumer side ------------------------------------------------------------------------
     def get(self, timeout: float | None = None) -> Frame | None:
@@ -167,31 +210,40 @@ class FrameRing:
         """Wait (up to ``timeout``) for at least one frame, then take up to ``max_n`` buffered ones."""
         hdr = self._header
         deadline = None if timeout is None else time.monotonic() + timeout
-        out: list[Frame] = []
-        with self._lock:
-            while hdr[_COUNT] == 0:
-                if hdr[_CLOSED] or hdr[_STOP]:
-                    return out
-                remaining = 0.5 if deadline is None else deadline - time.monotonic()
-                if remaining <= 0:
-                    return out
-                self._not_empty.wait(min(remaining, 0.5))
-            while hdr[_COUNT] > 0 and len(out) < max_n:
-                slot = int((hdr[_HEAD] - hdr[_COUNT]) % self.capacity)
-                seq, t_ns, h, w, rx, ry, rw, rh, sh, sw = (int(v) for v in self._meta[slot])
-                image = self._data[slot, : h * w].reshape(h, w).copy()
-                hdr[_COUNT] -= 1
-                hdr[_TAKEN] += 1
-                out.append(Frame(seq, t_ns, image, (rx, ry, rw, rh), (sh, sw), self.source_id))
-            self._not_full.notify_all()
-        return out
+        while True:
+            if not self._acquire(deadline):
+                return []
+            out: list[Frame] = []
+            try:
+                was_full = hdr[_COUNT] >= self.capacity
+                while hdr[_COUNT] > 0 and len(out) < max_n:
+                    slot = int((hdr[_HEAD] - hdr[_COUNT]) % self.capacity)
+                    seq, t_ns, h, w, rx, ry, rw, rh, sh, sw = (int(v) for v in self._meta[slot])
+                    image = self._data[slot, : h * w].reshape(h, w).copy()
+                    hdr[_COUNT] -= 1
+                    hdr[_TAKEN] += 1
+                    out.append(Frame(seq, t_ns, image, (rx, ry, rw, rh), (sh, sw), self.source_id))
+                ended = bool(hdr[_CLOSED] or hdr[_STOP])
+                if not out:
+                    self._drain(self._filled)  # under the lock with an empty ring: tokens are stale
+            finally:
+                self._lock.release()
+            if out:
+                if was_full:
+                    self._freed.release()  # a lossless producer may be waiting for this space
+                return out
+            if ended:
+                return []
+            remaining = 0.2 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            self._filled.acquire(timeout=min(remaining, 0.2))
 
     def request_stop(self) -> None:
         """Wake everybody: a lossless producer stops waiting, consumers return at once when empty."""
-        with self._lock:
-            self._header[_STOP] = 1
-            self._not_full.notify_all()
-            self._not_empty.notify_all()
+        self._header[_STOP] = 1
+        self._filled.release()
+        self._freed.release()
 
     # -- shared stats (written by the producer, read by anybody) -------------------------------
     @property
@@ -243,23 +295,31 @@ class FrameRing:
         return STATES[int(self._header[_STATE])]
 
     def write_status(self, status: dict[str, Any]) -> None:
-        """Store a small JSON status (source info, errors); truncated messages stay valid JSON."""
+        """Store a small JSON status (source info, errors); too long strings are cut to keep it JSON."""
         data = json.dumps(status, default=str).encode()
         if len(data) > _TEXT_BYTES:
             status = {k: (str(v)[:1000] if isinstance(v, str) else v) for k, v in status.items()}
             data = json.dumps(status, default=str).encode()[:_TEXT_BYTES]
-        with self._lock:
+        if not self._acquire(time.monotonic() + 1.0):
+            return
+        try:
             self._text[: len(data)] = np.frombuffer(data, np.uint8)
             self._header[_TEXT_LEN] = len(data)
+        finally:
+            self._lock.release()
 
     def read_status(self) -> dict[str, Any]:
-        with self._lock:
+        """The last status written (the previous one read if the lock is not available now)."""
+        if not self._acquire(time.monotonic() + 0.2):
+            return dict(self._last_status)
+        try:
             n = int(self._header[_TEXT_LEN])
             data = self._text[:n].tobytes()
-        try:
-            return json.loads(data) if n else {}
-        except json.JSONDecodeError:
-            return {}
+        finally:
+            self._lock.release()
+        with contextlib.suppress(json.JSONDecodeError):  # never half-written: the lock orders it
+            self._last_status = json.loads(data) if n else {}
+        return dict(self._last_status)
 
     # -- lifetime -----------------------------------------------------------------------------
     def release(self) -> None:

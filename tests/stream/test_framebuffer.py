@@ -115,3 +115,18 @@ def test_frame_validates_its_fields() -> None:
         Frame(0, 1, img, (6, 1, 6, 4), (10, 10), "s")
     with pytest.raises(ValueError, match="uint8"):
         Frame(0, 1, img.astype(np.float32), (1, 1, 6, 4), (10, 10), "s")
+
+
+def test_a_peer_that_died_holding_the_lock_cannot_hang_this_side(ring: FrameRing) -> None:
+    ring.put(_image(0), 0, 0, (0, 0, 16, 12), (12, 16))
+    ring.write_status({"state": "ok"})
+    assert ring.read_status() == {"state": "ok"}
+    assert ring._lock.acquire(timeout=1.0)  # the other process took the lock ... and was killed
+    t0 = time.monotonic()
+    assert ring.get(timeout=0.3) is None  # gives up at its timeout
+    assert ring.read_status() == {"state": "ok"}  # the last status read, not a hang
+    assert not ring.lock_usable()
+    ring.request_stop()  # a plain flag store: needs no lock
+    assert ring.put(_image(1), 1, 1, (0, 0, 16, 12), (12, 16)) is False
+    assert ring.get(timeout=None) is None  # even "wait forever" returns once stopped
+    assert time.monotonic() - t0 < 5.0
