@@ -62,3 +62,14 @@ def test_presets_come_from_one_mechanism() -> None:
     assert member("paper", "deeplabv3p").encoder == "resnet50"
     with pytest.raises(ValueError, match="choose one of"):
         preset("huge")
+
+
+def test_deeplab_latent_dropout_sits_inside_smp_forward_unchanged() -> None:
+    torch.manual_seed(0)
+    model = build_member(LIGHT_DEEPLAB).eval()
+    x = torch.randn(1, 1, 48, 32)
+    with torch.no_grad():
+        ours = model(x, torch.ones(1, *model.latent_shape(48, 32)))
+        theirs = model.net(x)
+    assert model.latent_shape(48, 32) == (16, 3, 2)  # the ASPP output (decoder_channels=16)
+    assert torch.allclose(ours, theirs, atol=1e-6)

@@ -92,7 +92,7 @@ MODEL_CARD = """# Segmentation ensemble (lite) — model card
 
 **Demonstration models trained on synthetic data only. Not for clinical use.**
 
-- Members: paper U-Net (Roy et al. 2020 §IV-C), U-Net++ (ResNet-18, first four blocks),
+- Members: paper U-Net (Roy et al. 2020 §IV-C), U-Net++ (MobileNetV2, first four stages),
   DeepLabv3+ (MobileNetV2); ensemble = unweighted mean of the members' softmax.
 - Input: `image` [batch, 1, 260, 200] (H×W), letterboxed gray frame scaled to [−1, 1]
   (`engines.preprocess`); `dropout_mask` [batch, C, h, w] at the latent features (ones =

@@ -4,10 +4,10 @@ interface: ``forward(x[B,1,H,W], dropout_mask=None) -> logits[B,5,H,W]`` in the 
 [0, 1, 2, 3, BG], any H×W (padded internally to the network's multiple, cropped back), and
 ``latent_shape(H, W)`` = the per-sample shape of ``dropout_mask``.
 
-The latent ("bottleneck") for the smp members is the deepest encoder feature map (stride 16:
-ResNet block 3 for U-Net++ with encoder_depth=4, the dilated last stage feeding ASPP for
-DeepLabv3+); it gets the p = 0.5 dropout the paper applies in the latent space, and the MC-dropout
-mask at inference. smp's own ASPP dropout is turned off so that the latent mask is the only
+The latent ("bottleneck") of the smp members is at stride 16: U-Net++ (encoder_depth=4) drops out
+its deepest encoder features, DeepLabv3+ its ASPP output (before the decoder fuses it with the
+stride-4 features); it gets the p = 0.5 dropout the paper applies in the latent space, and the
+MC-dropout mask at inference. smp's own ASPP dropout is turned off so that the latent mask is the only
 stochastic layer. Weights are never downloaded (``encoder_weights=None``).
 
 Deviation noted: smp's U-Net++ decoder upsamples by interpolation + conv blocks, where the paper
@@ -25,26 +25,43 @@ from train.seg.layers import LatentDropout, crop_to, pad_to_multiple
 
 
 class SmpMember(nn.Module):
-    """An smp encoder-decoder with latent dropout on its deepest encoder features."""
+    """An smp encoder-decoder with latent dropout at its stride-16 bottleneck.
 
-    def __init__(self, net: nn.Module, multiple: int, dropout: float) -> None:
+    ``latent="encoder"`` (U-Net++): the deepest encoder features. ``latent="aspp"`` (DeepLabv3+):
+    the ASPP output, before it is upsampled and fused with the stride-4 features — DeepLab's own
+    bottleneck, and a far smaller mask than the encoder's last stage (MobileNetV2: 1280 channels).
+    """
+
+    def __init__(self, net: nn.Module, multiple: int, dropout: float, latent: str = "encoder") -> None:
         super().__init__()
+        if latent not in ("encoder", "aspp"):
+            raise ValueError(f"latent {latent!r}: use 'encoder' or 'aspp'")
         self.net = net
         self.multiple = int(multiple)
+        self.latent = latent
         self.dropout = LatentDropout(dropout)
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         hp = -(-height // self.multiple) * self.multiple
         wp = -(-width // self.multiple) * self.multiple
-        return (int(self.net.encoder.out_channels[-1]), hp // 16, wp // 16)
+        if self.latent == "aspp":
+            channels = int(self.net.decoder.aspp[0].project[0].out_channels)
+        else:
+            channels = int(self.net.encoder.out_channels[-1])
+        return (channels, hp // 16, wp // 16)
 
     def forward(self, x: torch.Tensor, dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
         size = x.shape[-2:]
         x = pad_to_multiple(x, self.multiple)
         features = list(self.net.encoder(x))
-        features[-1] = self.dropout(features[-1], dropout_mask)
-        out = self.net.segmentation_head(self.net.decoder(features))
-        return crop_to(out, size)
+        if self.latent == "encoder":
+            features[-1] = self.dropout(features[-1], dropout_mask)
+            decoded = self.net.decoder(features)
+        else:  # smp DeepLabV3PlusDecoder.forward with the dropout after ASPP
+            dec = self.net.decoder
+            aspp = dec.up(self.dropout(dec.aspp(features[-1]), dropout_mask))
+            decoded = dec.block2(torch.cat([aspp, dec.block1(features[2])], dim=1))
+        return crop_to(self.net.segmentation_head(decoded), size)
 
 
 def build_member(cfg: MemberConfig) -> nn.Module:
@@ -97,5 +114,5 @@ def build_member(cfg: MemberConfig) -> nn.Module:
             classes=NUM_CLASSES,
             **cfg.extra,
         )
-        return SmpMember(net, multiple=16, dropout=cfg.dropout)
+        return SmpMember(net, multiple=16, dropout=cfg.dropout, latent="aspp")
     raise ValueError(f"unknown segmentation architecture {cfg.arch!r}: use unet, unetpp or deeplabv3p")

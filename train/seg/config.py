@@ -3,7 +3,10 @@
 ``paper`` follows Roy et al. 2020 §IV-C.2: the baseline U-Net, U-Net++ on the first four blocks of
 ResNet-50, and DeepLabv3+ on ResNet-50 (the authors' code used MobileNetV2; ``deeplabv3p`` accepts
 either encoder). ``lite`` keeps the paper's U-Net and puts U-Net++ and DeepLabv3+ on light encoders
-with narrow decoders so that the ensemble trains and runs on a laptop CPU.
+with narrow decoders so that the ensemble trains and runs on a laptop CPU. Both light members use
+MobileNetV2 (DeepLabv3+ as in the authors' code; U-Net++ on its first four stages because a
+ResNet-18 U-Net++ costs 4× more per training step on a CPU: its 64-channel stride-2 skip feeds
+every nested decoder block at high resolution).
 
 A member is a :class:`MemberConfig`; a preset is an ordered tuple of them. Any field can be
 overridden from the command line with ``--set member.field=value`` (see ``train.commands.seg``).
@@ -71,7 +74,7 @@ PRESETS: dict[str, tuple[MemberConfig, ...]] = {
     "lite": (
         MemberConfig("unet", "unet"),
         MemberConfig(
-            "unetpp", "unetpp", encoder="resnet18", encoder_depth=4, decoder_channels=(32, 16, 8, 8)
+            "unetpp", "unetpp", encoder="mobilenet_v2", encoder_depth=4, decoder_channels=(32, 16, 8, 8)
         ),
         MemberConfig(
             "deeplabv3p", "deeplabv3p", encoder="mobilenet_v2", encoder_depth=5, decoder_channels=64
