@@ -281,7 +281,7 @@ def test_device_missing_exits_3_naming_the_device(models: Path, tmp_path: Path) 
 @pytest.mark.parametrize("mode", ["error", "stall"])
 def test_source_lost_and_recovered(models: Path, tmp_path: Path, mode: str) -> None:
     ctx = zmq.Context()
-    eng = Engine(models, "--synthetic", "--fps", "30", "--outage", f"20:1.5:{mode}", "--max-frames", "60",
+    eng = Engine(models, "--synthetic", "--fps", "30", "--outage", f"20:2.5:{mode}", "--max-frames", "60",
                  "--record", str(tmp_path))
     sub = subscribe(eng.pub, ctx)
     msgs = collect(sub, lambda got: eng.proc.poll() is not None)
