@@ -127,6 +127,12 @@ class Check:
         """Seconds one timing may take: the remaining budget spread thinly, at most 3 s."""
         return max(0.2, min(3.0, (self.deadline - time.monotonic()) / 20))
 
+    def over_budget(self, what: str) -> bool:
+        if time.monotonic() < self.deadline:
+            return False
+        self.skip(what, "time budget used up")
+        return True
+
     def skip(self, what: str, why: str) -> None:
         print(f"skip {what}: {why}", flush=True)
         self.results["skipped"].append({"what": what, "why": why})
@@ -173,6 +179,8 @@ class Check:
         row = {"what": ref.name, "kind": ref.manifest["task"], "batch": 1}
         row[f"{ref.backend}_cpu"] = timed(lambda: ref.infer(feed), self.slice_s(), 200, lambda: None)
         for precision, graph in self.configs():
+            if self.over_budget(f"{precision}{' graph' if graph else ''}"):
+                break
             eng = self.torch_engine(manifest, precision, graph)
             key = f"torch_{self.device}_{precision}{'_graph' if graph else ''}"
             row[key] = timed(lambda eng=eng: eng.infer(feed), self.slice_s(), 500, self.sync)
@@ -192,6 +200,8 @@ class Check:
         }
         mc_row["batch"] = self.args.mc_k
         for precision, graph in self.configs():
+            if self.over_budget(f"{precision}{' graph' if graph else ''}"):
+                break
             ens = Ensemble([self.torch_engine(m, precision, graph) for m in manifests])
             key = f"torch_{self.device}_{precision}{'_graph' if graph else ''}"
             row[key] = timed(lambda ens=ens: ens.infer(image), self.slice_s(), 300, self.sync)
