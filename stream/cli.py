@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -199,7 +200,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"lus-stream: {err}", file=sys.stderr)
         return EXIT_USAGE
 
+    signals = []
+
     def on_signal(signum: int, _frame: object) -> None:
+        signals.append(signum)
+        if len(signals) > 1:  # a second Ctrl-C: results are already flushed per message, leave now
+            print("lus-stream: second signal, exiting without draining", file=sys.stderr)
+            os._exit(130)
         engine.request_stop()
 
     signal.signal(signal.SIGINT, on_signal)
