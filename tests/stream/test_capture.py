@@ -161,6 +161,7 @@ def test_lost_source_is_reported_retried_and_recovers(folder: Path, mode: str) -
     assert gaps.max() > 0.5  # the outage is visible in the capture times
 
 
+@pytest.mark.realclips
 def test_every_real_clip_decodes_completely(real_clips_dir: Path) -> None:
     with open(real_clips_dir / "index.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))

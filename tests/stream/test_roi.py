@@ -118,6 +118,7 @@ def test_off_fixed_and_invalid_modes() -> None:
         RoiTracker("fan")
 
 
+@pytest.mark.realclips
 def test_real_full_screen_capture(real_clips_dir: Path) -> None:
     """citab__…mp4: a 1280×720 screen; the L12-4 image spans x 562-714, y 110-~390 (content; the
     depth below ~390 px is black), with patient/date text, depth dots and a 'P' icon around it."""
