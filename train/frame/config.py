@@ -54,13 +54,13 @@ class FrameConfig:
     w_consistency: float = 1.0
     w_scale_prior: float = 1.0
     # optimisation
-    epochs: int = 20
+    epochs: int = 16
     lr: float = 1e-4
     weight_decay: float = 1e-4
-    lr_milestones: tuple[int, ...] = (14,)
+    lr_milestones: tuple[int, ...] = (11,)
     lr_gamma: float = 0.1
     batch_size: int = 32
-    samples_per_epoch: int | None = 4096  # None: the training set size (the paper: every frame once)
+    samples_per_epoch: int | None = 3072  # None: the training set size (the paper: every frame once)
     class_balanced: bool = True
     time_budget_min: float | None = None  # stop after this many wall-clock minutes (None: no cap)
     cpu_budget_min: float | None = None  # stop after this many CPU minutes spent in training steps
@@ -90,7 +90,7 @@ class FrameConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"cpu_budget_min": 25.0, "eval_every": 2},
+    "cpu": {"cpu_budget_min": 14.0, "eval_every": 2},
     "paper": {
         "input_hw": (224, 224),
         "width": 1.0,
