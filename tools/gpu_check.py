@@ -125,6 +125,8 @@ class Check:
 
     def slice_s(self) -> float:
         """Seconds one timing may take: the remaining budget spread thinly, at most 3 s."""
+        if self.args.slice_s:
+            return float(self.args.slice_s)
         return max(0.2, min(3.0, (self.deadline - time.monotonic()) / 20))
 
     def over_budget(self, what: str) -> bool:
@@ -294,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="use tiny generated models when none are shipped")
     p.add_argument("--mc-k", type=int, default=10, help="MC-dropout samples per member (default 10)")
     p.add_argument("--budget-s", type=float, default=240.0, help="overall time budget (default 240 s)")
+    p.add_argument(
+        "--slice-s", type=float, default=None, help="seconds per timing (default: from the budget)"
+    )
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()

@@ -204,7 +204,18 @@ def test_gpu_check_without_models_skips_gracefully(tmp_path: Path) -> None:
 def test_gpu_check_on_tiny_models(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     gc = _load_tool("gpu_check")
     assert (
-        gc.main(["--models", str(tiny_models["frame"].parent), "--out", str(tmp_path), "--budget-s", "6"])
+        gc.main(
+            [
+                "--models",
+                str(tiny_models["frame"].parent),
+                "--out",
+                str(tmp_path),
+                "--budget-s",
+                "120",
+                "--slice-s",
+                "0.05",
+            ]
+        )
         == 0
     )
     data = json.loads((tmp_path / "gpu_check.json").read_text())
