@@ -311,9 +311,9 @@ class DeviceSource(Source):
         if not Path(path).exists():
             present = sorted(str(p) for p in Path("/dev").glob("video*"))
             raise SourceOpenError(
-                f"video device {path!r} not found: the device node does not exist (devices present: "
-                f"{', '.join(present) or 'none'}); tried: nothing could be opened. Fix: plug in the "
-                f"frame grabber, check `v4l2-ctl --list-devices`, or pass the right --device"
+                f"video device {path!r} not found: tried to open the device node {path}, which does not "
+                f"exist (video devices present: {', '.join(present) or 'none'}). Fix: plug in the frame "
+                f"grabber, check `v4l2-ctl --list-devices`, or pass the right --device"
             )
         cap = cv2.VideoCapture(path, cv2.CAP_V4L2)
         if cap.isOpened():

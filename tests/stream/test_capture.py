@@ -233,3 +233,20 @@ def test_paced_playback_never_releases_a_frame_early(folder: Path) -> None:
     assert [f.seq for f in frames] == list(range(40))
     elapsed = (np.array([f.t_capture_ns for f in frames]) - frames[0].t_capture_ns) / 1e9
     assert np.all(elapsed >= np.arange(40) / 50.0 - 0.02)  # 20 ms: frame 0 itself may be stamped late
+
+
+def test_bedside_check_command(folder: Path, tmp_path: Path) -> None:
+    """`python -m stream.capture`: prints the source and stats, saves the last ROI crop, exit 0;
+    a missing device exits 1 with the error."""
+    snap = tmp_path / "snap.png"
+    cmd = [sys.executable, "-m", "stream.capture", "--folder", str(folder), "--fps", "100", "--roi", "off"]
+    done = subprocess.run([*cmd, "--seconds", "20", "--snapshot", str(snap)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert '"kind": "folder"' in done.stdout and "saved seq 39" in done.stdout
+    np.testing.assert_array_equal(cv2.imread(str(snap), cv2.IMREAD_GRAYSCALE), _frame(39))
+    missing = subprocess.run(
+        [sys.executable, "-m", "stream.capture", "--device", "/dev/video97", "--seconds", "5"],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 1 and "/dev/video97" in missing.stdout
