@@ -102,3 +102,47 @@ def test_frame_probs_json_format(tmp_path: Path) -> None:
         assert len(v["probs"]) == 5 and all(len(r) == 4 and abs(sum(r) - 1) < 1e-3 for r in v["probs"])
     with_folds = frame_probs_document(table, np.full((len(table), 4), 0.25), folds={"T000": 0, "T001": 1})
     assert [v.get("fold") for v in with_folds["videos"]] == [0, 0, 1, 1]
+
+
+def test_cli_train_evaluate_export_round_trip(tmp_path: Path) -> None:
+    """lus-train frame → evaluate → export on a toy cache; the manifest carries the Table I numbers."""
+    from engines.manifest import load_manifest
+    from train.commands import evaluate as evaluate_cmd
+    from train.commands import export as export_cmd
+    from train.commands import frame as frame_cmd
+
+    cache = tmp_path / "toy.npz"
+    toy_table(n_videos=8, frames_per_video=6).save(cache)
+    run = tmp_path / "run"
+    probs = tmp_path / "probs.json"
+    common = ["--cache", str(cache), "--split-seed", "1"]
+    assert (
+        frame_cmd.main(
+            [
+                "--config",
+                "tiny",
+                "--out",
+                str(run),
+                "--quiet",
+                "--dump-frame-probs",
+                str(probs),
+                "--dump-split",
+                "test",
+                *common,
+            ]
+        )
+        == 0
+    )
+    test_patients = json.loads((run / "splits.json").read_text())["test"]
+    assert {v["patient_id"] for v in json.loads(probs.read_text())["videos"]} == set(test_patients)
+    out = tmp_path / "eval"
+    assert (
+        evaluate_cmd.main([str(run), "--out", str(out), "--k", "1", "--agree", "3", "--quiet", *common]) == 0
+    )
+    assert "| Reg-STN" in (out / "table1.md").read_text()
+    assert (out / "crops-run.png").is_file() and (out / "confusion-run.png").is_file()
+    onnx_path = tmp_path / "models" / "toy.onnx"
+    assert export_cmd.main([str(run), "--out", str(onnx_path), "--metrics", str(out / "results.json")]) == 0
+    m = load_manifest(onnx_path.with_suffix(".json"))
+    assert "Setting 1" in m["metrics"]["weighted_f1_percent"] and m["training"]["synthetic_only"] is True
+    assert m["training"]["command"].startswith("lus-train frame --config tiny")
