@@ -146,8 +146,9 @@ class RoiTracker:
         self._found = False
         self._prev4: np.ndarray | None = None
         self._prev_full: np.ndarray | None = None
-        self._ref_fill = 0.0
-        self._ref_band = 0
+        self._bg = 0  # the screen's background level, from the last detection
+        self._ref_fill = 0.0  # content fill inside the ROI (slow running mean while unchanged)
+        self._ref_band = 0  # content pixels in the band around the ROI at detection (static UI)
         self._suspicious = 0
         self._last_try = -(10**9)
         self._n = 0
@@ -232,5 +233,3 @@ class RoiTracker:
         self._ref_fill = self._fill(small, current)
         self._ref_band = self._band(small, current)
         return current
-
-    _bg: int = 0
