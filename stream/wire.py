@@ -192,7 +192,22 @@ _lane_status = _map(
     },
 )
 
-SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
+class _Schemas(dict):
+    """Topic → (required, optional) checks; ``exam`` is loaded on first use from :mod:`stream.exam`,
+    which defines the zone-table fields (it imports this module, so it cannot be imported here)."""
+
+    def __missing__(self, topic: str) -> tuple[dict[str, Check], dict[str, Check]]:
+        if topic != "exam":
+            raise KeyError(topic)
+        try:
+            from stream.exam import EXAM_OPTIONAL, EXAM_REQUIRED
+        except ImportError:  # exam protocol not installed: the common fields only
+            return {}, {}
+        self[topic] = (EXAM_REQUIRED, EXAM_OPTIONAL)
+        return self[topic]
+
+
+SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = _Schemas({
     # topic: (required fields, optional fields) beyond COMMON
     "frame": (
         {
@@ -259,11 +274,10 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
         },
         {"recording": _nullable(_str()), "exam": _nullable(_values(lambda x, p: None))},
     ),
-    # Reserved for the exam protocol (next issue): it adds its own required fields.
-    "exam": ({}, {}),
+    # "exam": the exam protocol's zone table, loaded from stream.exam on first use (_Schemas).
     # Optional ROI-cropped frame as JPEG (``--publish-frames``), for displays on another host.
     "image": ({"image": _image_ref(("jpeg", "png")), "roi": _roi, "source_hw": _hw}, {}),
-}
+})
 
 
 def _payload_indices(topic: str, msg: dict) -> list[int]:
@@ -283,7 +297,7 @@ def validate(topic: str, msg: Any, payloads: Sequence[bytes] | None = None) -> N
     ``payloads`` (the binary parts after the map), when given, are checked against the payload
     indices the map refers to. A newer ``v`` raises :class:`WireVersionError`.
     """
-    if topic not in SCHEMAS:
+    if topic not in TOPICS:
         raise WireError(f"unknown topic {topic!r}: expected one of {list(TOPICS)}")
     if not isinstance(msg, dict):
         raise WireError(f"{topic}: the message must be a map, got {type(msg).__name__}")
@@ -426,7 +440,16 @@ def example(topic: str, seq: int = 0, stream_id: str = "example") -> tuple[dict[
         payloads = [cv2.imencode(".jpg", img)[1].tobytes()]
         msg |= {"image": {"payload": 0, "encoding": "jpeg", "hw": [260, 200]}, "roi": roi,
                 "source_hw": source_hw}
-    elif topic != "exam":
+    elif topic == "exam":
+        try:
+            from stream.exam import ExamSession
+        except ImportError:  # exam protocol not installed: only the common fields exist
+            pass
+        else:
+            session = ExamSession()
+            session.start("example-exam")
+            msg |= session.body()
+    else:
         raise WireError(f"unknown topic {topic!r}: expected one of {list(TOPICS)}")
     validate(topic, msg, payloads)
     return msg, payloads

@@ -98,3 +98,12 @@ def test_missing_payload_is_detected() -> None:
     msg, payloads = wire.example("seg")
     with pytest.raises(wire.WireError, match="refers to payload 1"):
         wire.decode(wire.encode("seg", msg, payloads, check=False)[:-1])
+
+
+def test_exam_fields_are_checked_through_the_one_validator() -> None:
+    pytest.importorskip("stream.exam")
+    msg, _ = wire.example("exam")
+    assert msg["zones"] and msg["n_zones"] == len(msg["zones"])
+    del msg["zones"]
+    with pytest.raises(wire.WireError, match=r"exam\.zones: required field is missing"):
+        wire.validate("exam", msg)
