@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --record, also record the 'image' messages (about 1.5 MB/s at 30 fps)")
     o.add_argument("--stream-id", default=None, help="stream name in every message (default: the source id)")
     o.add_argument("--print", dest="print_status", action="store_true", help="print a status line per second")
+    o.add_argument("--keys", type=Path, default=None, metavar="DIR",
+                   help="CURVE-encrypt and authenticate both sockets with the keys `lus-stream keygen DIR` "
+                   "wrote (server secret key + authorized_clients/); required to bind off loopback")
     o.add_argument("--insecure", action="store_true",
                    help="allow binding off loopback WITHOUT encryption (logged loudly; patient data!)")
     o.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -193,7 +196,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             max_batch=args.max_batch, capacity=args.buffer, threads=args.threads,
             stream_id=args.stream_id or spec.source_id, print_status=args.print_status or args.demo,
             insecure=args.insecure, seed=args.seed, publish_frames=args.publish_frames,
-            record_frames=args.record_frames,
+            record_frames=args.record_frames, keys_dir=args.keys,
         )
         engine = StreamEngine(cfg)
     except (OSError, ValueError, RuntimeError, ImportError) as err:

@@ -92,6 +92,7 @@ class EngineConfig:
     seed: int = 0
     publish_frames: bool = False
     record_frames: bool = False
+    keys_dir: Path | None = None  # CURVE keys as written by `lus-stream keygen DIR`
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -147,6 +148,7 @@ class Graph:
     models: ModelSet
     notes: list[str]
     threads: tuple[int, int]
+    curve: Any = None  # stream.security.CurveServer when keys were given
 
 
 def build(cfg: EngineConfig, source: Any = None) -> Graph:
@@ -199,16 +201,25 @@ def build(cfg: EngineConfig, source: Any = None) -> Graph:
         }
         recorder = Recorder(results_path(cfg.record_dir, stream_id), stream_id, meta=meta)
 
+    # transport security: CURVE server keys + client allow-list, shared by both sockets
+    curve = None
+    if cfg.keys_dir is not None:
+        import zmq
+
+        from stream.security import CurveServer
+
+        curve = CurveServer.from_dir(zmq.Context.instance(), cfg.keys_dir)
+
     # publisher: wire messages → PUB socket (non-blocking) and the recorder
-    publisher = Publisher(cfg.pub, stream_id=stream_id, recorder=recorder, insecure=cfg.insecure)
+    publisher = Publisher(cfg.pub, stream_id=stream_id, recorder=recorder, insecure=cfg.insecure, curve=curve)
     if not cfg.record_frames:  # frames are big (≈1.5 MB/s as JPEG): recorded only when asked
         publisher.unrecorded.add("image")
 
     # control: REP requests → command table (the engine registers status/reset/stop)
-    control = ControlServer(cfg.ctrl, insecure=cfg.insecure) if cfg.ctrl else None
+    control = ControlServer(cfg.ctrl, insecure=cfg.insecure, curve=curve) if cfg.ctrl else None
 
     return Graph(
-        source, scoring, segmentation, aggregator, recorder, publisher, control, models, notes, threads
+        source, scoring, segmentation, aggregator, recorder, publisher, control, models, notes, threads, curve
     )
 
 
@@ -239,6 +250,7 @@ class StreamEngine:
         self.seg_runs = 0
         self.state_override: str | None = None
         self.on_video: list[Callable[[dict[str, Any]], None]] = []  # e.g. the exam session
+        self.status_fields: dict[str, Callable[[], Any]] = {}  # extra status fields, e.g. "exam"
         self._threads: list[threading.Thread] = []
         if self.g.control is not None:
             self.g.control.register("status", lambda req: {"status": self.status_message()},
@@ -315,6 +327,8 @@ class StreamEngine:
             "security": self.g.publisher.security,
             "recording": str(self.g.recorder.path) if self.g.recorder else None,
         }
+        for name, field_fn in self.status_fields.items():
+            msg[name] = field_fn()
         return msg
 
     def publish_status(self) -> dict[str, Any]:
@@ -529,6 +543,8 @@ class StreamEngine:
         if self.g.recorder is not None:
             self.g.recorder.close()
         self.g.publisher.close()
+        if self.g.curve is not None:
+            self.g.curve.stop()
         if exit_error:
             log.error("source ended with an error: %s", exit_error)
             return EXIT_SOURCE_ERROR

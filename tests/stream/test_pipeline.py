@@ -294,6 +294,39 @@ def test_source_lost_and_recovered(models: Path, tmp_path: Path, mode: str) -> N
     ctx.term()
 
 
+def test_curve_keys_encrypt_both_sockets(models: Path, tmp_path: Path) -> None:
+    from stream.security import configure_client, keygen
+
+    keys = keygen(tmp_path / "keys")
+    ctx = zmq.Context()
+    eng = Engine(models, "--synthetic", "--fps", "30", "--keys", str(tmp_path / "keys"))
+    try:
+        good = ctx.socket(zmq.SUB)
+        configure_client(good, keys.client_secret, keys.server_public)
+        plain = subscribe(eng.pub, ctx)
+        good.setsockopt(zmq.LINGER, 0)
+        good.setsockopt(zmq.SUBSCRIBE, b"status")
+        good.connect(eng.pub)
+        assert good.poll(20_000), eng.err
+        topic, msg, _ = wire.decode(good.recv_multipart())
+        assert topic == "status" and msg["security"] == "curve"
+        assert not plain.poll(1500)  # a plaintext subscriber gets nothing from a CURVE socket
+        req = ctx.socket(zmq.REQ)
+        configure_client(req, keys.client_secret, keys.server_public)
+        req.setsockopt(zmq.LINGER, 0)
+        req.setsockopt(zmq.RCVTIMEO, 5000)
+        req.connect(eng.ctrl)
+        req.send(wire.pack({"cmd": "stop"}))
+        assert wire.unpack(req.recv())["ok"]
+        assert eng.wait(30) == 0, eng.err
+        for s in (good, plain, req):
+            s.close()
+    finally:
+        if eng.proc.poll() is None:
+            eng.proc.kill()
+        ctx.term()
+
+
 def test_engine_without_models_runs_and_says_so(tmp_path: Path, clip30: Path) -> None:
     eng = Engine(tmp_path, "--clip", str(clip30), "--as-fast-as-possible", "--record", str(tmp_path))
     assert eng.wait() == 0, eng.err
