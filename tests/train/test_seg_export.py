@@ -101,3 +101,33 @@ def test_manifest_round_trips_through_engines(exported) -> None:
     }
     assert loaded["inputs"][1]["shape"] == ["batch", *model.latent_shape(*HW)]
     assert loaded["class_names"][-1] == "background"
+
+
+def test_engines_runtime_loads_the_member_and_samples_it(exported, tmp_path: Path) -> None:
+    """The runtime side (engines, no torch) runs the exported member: deterministic ensemble equals
+    PyTorch, and engines.mc_dropout draws distinct samples through the dropout_mask input."""
+    import shutil
+
+    from engines import Ensemble, load_engine, mc_dropout
+    from engines.manifest import write_manifest
+
+    model, path = exported
+    cfg = MemberConfig("unet", "unet", filters=(4, 4, 8), latent_channels=8)
+    onnx = shutil.copy(path, tmp_path / "unet.onnx")
+    m = member_manifest(
+        cfg,
+        model,
+        Path(onnx),
+        version="0.0.1",
+        size_hw=HW,
+        training={"data": "none (test)", "synthetic_only": True, "clinical_use": False, "command": "pytest"},
+        metrics={},
+    )
+    write_manifest(m, tmp_path / "unet.json")
+    eng = load_engine(tmp_path / "unet.json", backend="onnxruntime", threads=1)
+    image = np.random.default_rng(1).uniform(-1, 1, (1, 1, *HW)).astype(np.float32)
+    with torch.no_grad():
+        ref = torch.softmax(model(torch.from_numpy(image)), 1).numpy()
+    assert np.abs(Ensemble([eng]).infer(image) - ref).max() <= 1e-4
+    res = mc_dropout([eng], image, k=4, seed=0, keep_samples=True)
+    assert res.samples.shape == (4, 5, *HW) and not np.allclose(res.samples[0], res.samples[1])
