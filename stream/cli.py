@@ -83,10 +83,22 @@ def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int
     return parse
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` where an option has a default its help text does not already name."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is argparse.SUPPRESS:
+            return text
+        if action.default is False:
+            return f"{text} (default: off)"
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lus-stream",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
         description="Score lung-ultrasound video in real time (Reg-STN frame scores, streaming uninorm clip "
         "score, segmentation ensemble) and publish the results over ZeroMQ. Subcommands: "
         "`lus-stream keygen DIR`, `lus-stream report FILE`, `lus-stream bench` (where installed). "
@@ -103,9 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="synthetic live source walking through scores 0-3 + the shipped models, "
                      "with a status line per second (what `make demo` runs)")
     s = p.add_argument_group("source options")
-    s.add_argument("--loop", action="store_true", help="restart a clip/folder/DICOM at its end")
+    s.add_argument("--loop", action="store_true",
+                   help="restart a clip/folder/DICOM at its end")
     s.add_argument("--as-fast-as-possible", action="store_true",
-                   help="no pacing; lossless for files (capture waits for the lanes): offline evaluation")
+                   help="no pacing; lossless for files (capture waits for the lanes): offline evaluation "
+                   "(default: paced at the source's frame rate)")
     s.add_argument("--fps", type=_positive(float), default=None,
                    help="frame rate: synthetic/folder playback rate, device request, or clip override "
                    "(default: the source's own; 30 for synthetic and folders)")
@@ -116,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames held between capture and the lanes (oldest dropped when full, live sources)")
     s.add_argument("--outage", type=_outage, default=None, metavar="AFTER:SECONDS[:error|stall]",
                    help="scripted outage for tests and demos: after AFTER frames the source fails (error) or "
-                   "goes silent (stall) for SECONDS, then recovers")
+                   "goes silent (stall) for SECONDS, then recovers (default: none)")
     s.add_argument("--seed", type=int, default=0, help="simulator and MC-dropout seed")
     s.add_argument("--probe", choices=("convex", "linear"), default="convex", help="simulator probe geometry")
     m = p.add_argument_group("models and lanes")
@@ -142,22 +156,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sliding-window clip score over the last N frames, or N seconds with a suffix s "
                    "(e.g. 90 or 3s; default: whole clip since the last reset)")
     m.add_argument("--max-frames", type=_positive(int), default=None,
-                   help="stop after scoring this many frames")
+                   help="stop after scoring this many frames (default: no limit)")
     o = p.add_argument_group("output")
     o.add_argument("--pub", default=DEFAULT_PUB, help="ZeroMQ PUB endpoint for results (loopback only "
                    "unless CURVE keys or --insecure)")
     o.add_argument("--ctrl", default=DEFAULT_CTRL, help="ZeroMQ REP control endpoint ('none' to disable)")
     o.add_argument("--record", type=Path, default=None, metavar="DIR",
-                   help="append every published message to DIR/<time>_<stream>.lusr.msgpack")
+                   help="append every published message to DIR/<time>_<stream>.lusr.msgpack "
+                   "(default: no recording)")
     o.add_argument("--publish-frames", action="store_true",
                    help="also publish each ROI-cropped frame as JPEG on topic 'image' (remote displays)")
     o.add_argument("--record-frames", action="store_true",
                    help="with --record, also record the 'image' messages (about 1.5 MB/s at 30 fps)")
     o.add_argument("--stream-id", default=None, help="stream name in every message (default: the source id)")
-    o.add_argument("--print", dest="print_status", action="store_true", help="print a status line per second")
+    o.add_argument("--print", dest="print_status", action="store_true",
+                   help="print a status line per second (default: off; on with --demo)")
     o.add_argument("--keys", type=Path, default=None, metavar="DIR",
                    help="CURVE-encrypt and authenticate both sockets with the keys `lus-stream keygen DIR` "
-                   "wrote (server secret key + authorized_clients/); required to bind off loopback")
+                   "wrote (server secret key + authorized_clients/); required to bind off loopback "
+                   "(default: no keys, loopback only)")
     o.add_argument("--insecure", action="store_true",
                    help="allow binding off loopback WITHOUT encryption (logged loudly; patient data!)")
     o.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),

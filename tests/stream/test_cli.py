@@ -24,8 +24,14 @@ def test_help_explains_every_option_with_its_default() -> None:
         assert opt in text, opt
     for default in ("tcp://127.0.0.1:5555", "tcp://127.0.0.1:5556", "uninorm", "(default: auto)"):
         assert default in text
+    from stream.cli import _HelpFormatter
+
+    fmt = _HelpFormatter("lus-stream")
+    sources = {"--device", "--clip", "--folder", "--dicom", "--url", "--demo", "-h"}
     for action in build_parser()._actions:
         assert action.help, f"{action.option_strings} has no help"
+        if not sources & set(action.option_strings):
+            assert "default" in fmt._get_help_string(action), f"{action.option_strings} names no default"
 
 
 def test_window_parsing() -> None:
