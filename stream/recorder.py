@@ -11,14 +11,16 @@ and every following map is one published message, exactly as it went on the wire
     {"record": "message", "topic": str, "msg": {...wire map...}, "payloads": [bin, ...]}
 
 Durability: each record is written with one ``write`` and flushed to the OS immediately (so a
-``kill -9`` of the engine loses nothing that was published), and ``fsync``'d at least once per
-second while messages flow and at every :meth:`Recorder.sync` (reset, exam change, stop), so a
-power cut loses at most the last second. :func:`read_results` loads a file back and tolerates a
+``kill -9`` of the engine loses nothing that was published), and ``fsync``'d by a background
+thread at least once per second while there is unsynced data (never in the publishing thread, so
+a slow disk cannot add latency) and at every :meth:`Recorder.sync` (reset, exam change, stop), so
+a power cut loses at most the last second. :func:`read_results` loads a file back and tolerates a
 truncated tail (a record cut in half by a kill).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -65,6 +67,7 @@ class Recorder:
         self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the recorder's lifetime
         self._last_sync = time.monotonic()
         self._dirty = False
+        self._closing = threading.Event()
         self._write(
             {
                 "record": "header",
@@ -77,6 +80,8 @@ class Recorder:
             }
         )
         self.sync()
+        self._syncer = threading.Thread(target=self._sync_loop, name="recorder-fsync", daemon=True)
+        self._syncer.start()
 
     def _write(self, obj: dict[str, Any]) -> None:
         data = wire.pack(obj)
@@ -86,10 +91,15 @@ class Recorder:
             self._file.write(data)
             self._file.flush()
             self._dirty = True
-            now = time.monotonic()
-            if now - self._last_sync >= self.fsync_interval_s:
-                os.fsync(self._file.fileno())
-                self._last_sync, self._dirty = now, False
+
+    def _sync_loop(self) -> None:
+        """fsync in the background (never in the publishing thread): at most ``fsync_interval_s`` apart."""
+        while not self._closing.wait(self.fsync_interval_s / 2):
+            if self._dirty and time.monotonic() - self._last_sync >= self.fsync_interval_s / 2:
+                with contextlib.suppress(OSError, ValueError):  # closed under us: close() syncs
+                    self._dirty = False
+                    os.fsync(self._file.fileno())
+                    self._last_sync = time.monotonic()
 
     def append(self, topic: str, msg: dict[str, Any], payloads: Sequence[bytes] = ()) -> None:
         """Write one published message (flushed now, fsync'd within ``fsync_interval_s``)."""
@@ -107,6 +117,8 @@ class Recorder:
             self._last_sync, self._dirty = time.monotonic(), False
 
     def close(self) -> None:
+        self._closing.set()
+        self._syncer.join(timeout=5.0)
         self.sync()
         with self._lock:
             self._file.close()

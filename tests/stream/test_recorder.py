@@ -58,3 +58,31 @@ def test_append_after_reopen_keeps_both_sessions(tmp_path: Path) -> None:
     _write(path, 3)
     res = read_results(path)
     assert res.error is not None and len(res) == 5
+
+
+def test_fsync_happens_in_the_background_within_the_interval(tmp_path: Path, monkeypatch) -> None:
+    import os
+    import threading
+    import time
+
+    import stream.recorder as recorder_mod
+
+    calls: list[str] = []
+    real = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        calls.append(threading.current_thread().name)
+        real(fd)
+
+    monkeypatch.setattr(recorder_mod.os, "fsync", counting_fsync)
+    rec = Recorder(tmp_path / "r.lusr.msgpack", "s", fsync_interval_s=0.2)
+    calls.clear()
+    msg, payloads = wire.example("frame")
+    rec.append("frame", msg, payloads)
+    assert calls == []  # the publishing thread never waits for the disk
+    deadline = time.monotonic() + 2.0
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert calls and calls[0] == "recorder-fsync"
+    rec.close()
+    assert calls[-1] == threading.current_thread().name  # close() syncs before closing
