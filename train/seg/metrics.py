@@ -23,7 +23,7 @@ N_CLASSES = 5
 
 
 def _dice(inter: float, p: float, g: float) -> float:
-    return float("nan") if p + g == 0 else 2.0 * inter / (p + g)
+    return float("nan") if p + g == 0 else float(2.0 * inter / (p + g))
 
 
 @dataclass
