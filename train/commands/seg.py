@@ -56,6 +56,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=str(o.max_minutes),
         help="per member; 0 = no limit; or per member name, e.g. unet=13,unetpp=16,deeplabv3p=10",
     )
+    ap.add_argument(
+        "--budget-clock",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="what --max-minutes counts: wall time, or this process's CPU time (shared machines)",
+    )
+    ap.add_argument(
+        "--max-wall-minutes", default="0", help="wall-clock cap per member (same forms as --max-minutes)"
+    )
     ap.add_argument("--eval-every", type=int, default=o.eval_every)
     ap.add_argument(
         "--patience", type=int, default=o.patience, help="evaluations without val-Dice gain; 0 = off"
@@ -140,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         max_steps=args.max_steps,
         eval_every=args.eval_every,
+        budget_clock=args.budget_clock,
         patience=args.patience,
         loss_tol=args.loss_tol,
         augment=not args.no_augment,
@@ -150,9 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         progress=rank0,
     )
     minutes = parse_minutes(args.max_minutes, [m.name for m in members])
+    wall = parse_minutes(args.max_wall_minutes, [m.name for m in members])
     summaries = []
     for cfg in members:
-        member_opts = dataclasses.replace(opts, max_minutes=minutes[cfg.name])
+        member_opts = dataclasses.replace(
+            opts, max_minutes=minutes[cfg.name], max_wall_minutes=wall[cfg.name]
+        )
         summaries.append(train_member(cfg, train, val, member_opts, args.out / cfg.name, resume=args.resume))
     for s in summaries:  # every rank: replicas must agree (checked by tests/train/test_seg_ddp.py)
         print(f"[seg] rank {s['rank']} {s['member']} params sha256 {s['param_sha256']}", flush=True)
@@ -171,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         for s in summaries:
             print(
-                f"[seg] {s['member']}: {s['steps']} steps in {s['minutes']} min, stopped: {s['stopped']}, "
+                f"[seg] {s['member']}: {s['steps']} steps in {s['minutes']} min "
+                f"({s['cpu_minutes']} CPU min), "
+                f"stopped: {s['stopped']}, "
                 f"best val COVID Dice {s['best_val_covid_dice']}"
             )
     return 0
