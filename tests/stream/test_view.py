@@ -182,3 +182,24 @@ def test_cli_prints_records_and_snapshots(pub, tmp_path: Path) -> None:
     assert len(frames) >= 10 and frames[0].shape[0] == 540
     pngs = sorted(snaps.glob("overlay_*.png"))
     assert pngs and len(pngs) >= len(frames) // 5 - 1
+
+
+def test_cli_local_frames_and_two_streams_without_engines(tmp_path: Path) -> None:
+    """--frames-from synthetic pictures, two --connect views tiled, no engine running: 'waiting' banners."""
+    pytest.importorskip("synth")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    snaps = tmp_path / "snaps"
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream.view.cli", "--connect", "tcp://127.0.0.1:1", "--connect",
+         "tcp://127.0.0.1:2", "--frames-from", "synthetic:4", "--window", "no", "--snapshot-every", "3",
+         str(snaps), "--duration", "2", "--min-height", "240"],
+        capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import cv2
+
+    pngs = sorted(snaps.glob("*.png"))
+    assert pngs
+    img = cv2.imread(str(pngs[-1]))
+    assert img.shape[0] == 480 and img.shape[1] == 2 * (640 + overlay.PANEL_W)  # two views side by side
+    assert tuple(img[5, 5]) == overlay.BANNER_COLOURS["info"]  # "waiting for the engine"
+    assert img[200:300, 200:400].std() > 5  # a simulated picture under it, not black
