@@ -72,11 +72,17 @@ def keygen(directory: str | os.PathLike, client_name: str = CLIENT_NAME, overwri
     allow = root / ALLOW_DIR
     allow.mkdir(exist_ok=True)
     server_pub, server_sec = root / f"{SERVER_NAME}.key", root / f"{SERVER_NAME}.key_secret"
-    if overwrite or not (server_pub.is_file() and server_sec.is_file()):
-        zmq.auth.create_certificates(root, SERVER_NAME)
-    client_pub, client_sec = (Path(p) for p in zmq.auth.create_certificates(root, client_name))
+    old_umask = os.umask(0o077)  # secret keys are never readable by others, not even for a moment
+    try:
+        if overwrite or not (server_pub.is_file() and server_sec.is_file()):
+            zmq.auth.create_certificates(root, SERVER_NAME)
+        client_pub, client_sec = (Path(p) for p in zmq.auth.create_certificates(root, client_name))
+    finally:
+        os.umask(old_umask)
     for secret in (server_sec, client_sec):
         secret.chmod(0o600)
+    for public in (server_pub, client_pub):
+        public.chmod(0o644)
     shutil.copyfile(client_pub, allow / client_pub.name)
     return KeyFiles(server_pub, server_sec, client_pub, client_sec, allow)
 
