@@ -178,10 +178,10 @@ def test_afap_clip_is_lossless(models: Path, tmp_path: Path) -> None:
 
 def _afap_fps(models: Path, tmp_path: Path, stalled: bool) -> tuple[float, int]:
     ctx = zmq.Context()
-    eng = Engine(models, "--synthetic", "--as-fast-as-possible", "--max-frames", "240", "--publish-frames",
+    eng = Engine(models, "--synthetic", "--as-fast-as-possible", "--max-frames", "400", "--publish-frames",
                  "--record-frames", "--record", str(tmp_path))
     sub = None
-    if stalled:  # connects, then never reads: its queues fill with 100 kB+ images
+    if stalled:  # connects, never reads: 400 × 35 kB images (14 MB) overflow its socket buffers
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.RCVHWM, 1)
         sub.setsockopt(zmq.RCVBUF, 4096)
@@ -200,7 +200,7 @@ def _afap_fps(models: Path, tmp_path: Path, stalled: bool) -> tuple[float, int]:
 def test_stalled_subscriber_costs_nothing(models: Path, tmp_path: Path) -> None:
     base_fps, images = _afap_fps(models, tmp_path / "a", stalled=False)
     stalled_fps, images_stalled = _afap_fps(models, tmp_path / "b", stalled=True)
-    assert images == images_stalled == 240  # everything published and recorded in both runs
+    assert images == images_stalled == 400  # everything published and recorded in both runs (≈14 MB)
     assert stalled_fps > 0.5 * base_fps, (base_fps, stalled_fps)  # loose: a 2-core machine is noisy
 
 
