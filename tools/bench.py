@@ -1,0 +1,19 @@
+#!/usr/bin/env python
+"""Benchmark the lus-stream engine on this machine (= ``lus-stream bench``); see ``docs/performance.md``.
+
+    tools/bench.py --clip ../shared/data/real-clips/pocus__Cov_convex_volpecelli_sonographic_v1.mov \\
+        --json results/bench.json --out results/latest
+    tools/bench.py --synthetic --out results/synthetic
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stream.bench.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
