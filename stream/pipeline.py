@@ -470,7 +470,8 @@ class StreamEngine:
     def _take(self, timeout: float) -> list[Any]:
         src = self.g.source
         if hasattr(src, "get_batch"):
-            return list(src.get_batch(self.cfg.max_batch, timeout))
+            limit = self.g.scoring.max_batch if self.g.scoring is not None else self.cfg.max_batch
+            return list(src.get_batch(limit, timeout))  # never more than the model takes (TensorRT profile)
         frame = src.get(timeout)
         return [] if frame is None else [frame]
 
