@@ -1,0 +1,87 @@
+"""The engine in-process with a list-backed source (same interface as the capture process): clip
+resets mid-stream, the video hooks and extra status fields later features rely on, lossless order."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.frames import Frame
+from stream.pipeline import EngineConfig, StreamEngine
+from stream.recorder import read_results
+
+
+def _free() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+class ListSource:
+    """Frames from a list, handed out like CaptureProcess.get_batch (lossless, then finished)."""
+
+    def __init__(self, n: int) -> None:
+        rng = np.random.default_rng(0)
+        self.frames = [Frame(i, 10_000 + i, rng.integers(0, 256, (40, 50), dtype=np.uint8), (5, 6, 50, 40),
+                             (60, 70), "list") for i in range(n)]
+        self.source_id = "list"
+        self.stopped = False
+
+    def get_batch(self, max_n: int, timeout: float | None = None) -> list[Frame]:
+        out, self.frames = self.frames[:max_n], self.frames[max_n:]
+        return out
+
+    @property
+    def finished(self) -> bool:
+        return not self.frames
+
+    @property
+    def exit_error(self) -> None:
+        return None
+
+    def stats(self) -> dict:
+        return {"read": 0, "dropped": 0, "state": "finished" if self.finished else "running", "fps": 30.0}
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    testing = pytest.importorskip("engines.testing")
+    root = tmp_path_factory.mktemp("models")
+    testing.make_tiny_onnx(root / "frame", "frame", size_hw=(32, 32), torch_export=False)
+    return root
+
+
+def test_reset_hooks_and_status_fields(models: Path, tmp_path: Path) -> None:
+    cfg = EngineConfig(source=None, engines_dir=models, pub=_free(), ctrl=None, record_dir=tmp_path,
+                       aggregator="argmax_mean", max_batch=4, stream_id="inproc")
+    src = ListSource(40)
+    engine = StreamEngine(cfg, source=src)
+    seen: list[tuple[int, int, int]] = []
+
+    def hook(video: dict) -> None:
+        seen.append((video["seq"], video["clip"], video["frames"]))
+        if video["seq"] == 19:
+            assert engine.reset_clip() == 1
+
+    engine.on_video.append(hook)
+    engine.status_fields["exam"] = lambda: {"state": "idle"}
+    assert engine.run() == 0 and src.stopped
+    assert [s for s, _, _ in seen] == list(range(40))
+    assert [(c, n) for s, c, n in seen if s in (0, 19, 20, 39)] == [(0, 1), (0, 20), (1, 1), (1, 20)]
+    rec = read_results(next(tmp_path.glob("*.lusr.msgpack")), validate=True)
+    frames = rec.topic("frame")
+    assert [f.msg["clip"] for f in frames] == [0] * 20 + [1] * 20
+    assert max(f.msg["batch"] for f in frames) <= 4
+    # frames are scored against the argmax_mean of their own clip only
+    probs = np.array([f.msg["probs"] for f in frames[20:]])
+    assert np.allclose(rec.topic("video")[-1].msg["probs"], probs.mean(axis=0), atol=1e-9)
+    last = rec.topic("status")[-1].msg
+    assert last["exam"] == {"state": "idle"} and last["source"]["state"] == "finished"
+    assert last["frames_scored"] == 40 and last["last_frame_seq"] == 39
+    assert all(len(f.msg["boxes"]) == 2 and f.msg["roi"] == [5, 6, 50, 40] for f in frames)
