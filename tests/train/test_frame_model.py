@@ -120,3 +120,13 @@ def test_bad_sizes_are_explained() -> None:
         RegSTN(STNSpec(input_hw=(64, 64), loc_downsample=4))
     with pytest.raises(ValueError, match="unknown frame architecture"):
         build_frame_model("vgg", (64, 64))
+
+
+def test_configurable_translation_init_and_theta_heads() -> None:
+    model = RegSTN(STNSpec(input_hw=(64, 64), width=0.25, init_translation=(0.0, -0.1)))
+    model.eval()
+    theta = model(torch.rand(1, 1, 64, 64))["theta"]
+    assert torch.allclose(theta[0, :, :, 2], torch.tensor([[0.0, -0.1], [0.0, -0.1]]))
+    heads = model.theta_head_parameters()
+    assert len(heads) == 6  # weight + bias of translation, scale, rotation
+    assert all(p.shape[-1] == 32 or p.dim() == 1 for p in heads)

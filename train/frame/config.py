@@ -46,6 +46,8 @@ class FrameConfig:
     loc_downsample: int = 2
     scale_mode: str = "learned"
     scale_priors: tuple[float, float] = (0.5, 0.75)
+    init_translation: tuple[float, float] = (0.3, 0.3)  # θ translation bias at start (published: 0.3, 0.3)
+    theta_lr_mult: float = 1.0  # learning-rate multiplier of the θ heads (short CPU schedules: > 1)
     # loss
     loss: str = "sord"  # "sord" | "ce"
     sord_m: float = 2.0

@@ -30,7 +30,7 @@ from train.models import build_frame_model
 def model_from_config(cfg: FrameConfig) -> torch.nn.Module:
     return build_frame_model(
         cfg.arch, cfg.input_hw, width=cfg.width, loc_width=cfg.loc_width, loc_downsample=cfg.loc_downsample,
-        scale_mode=cfg.scale_mode, scale_priors=cfg.scale_priors,
+        scale_mode=cfg.scale_mode, scale_priors=cfg.scale_priors, init_translation=cfg.init_translation,
     )  # fmt: skip
 
 
@@ -100,7 +100,12 @@ def train_frame_model(
 
     model = model_from_config(cfg).to(ctx.device)
     criterion = loss_from_config(cfg).to(ctx.device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    heads = model.theta_head_parameters() if hasattr(model, "theta_head_parameters") else []
+    head_ids = {id(p) for p in heads}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in head_ids]}]
+    if heads:
+        groups.append({"params": heads, "lr": cfg.lr * cfg.theta_lr_mult})
+    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.lr_milestones), gamma=cfg.lr_gamma)
     start_epoch, history = 0, []
     ckpt_path = out / "last.pt"

@@ -40,6 +40,7 @@ def build_frame_model(
     loc_downsample: int = 1,
     scale_mode: str = "learned",
     scale_priors: tuple[float, float] = (0.5, 0.75),
+    init_translation: tuple[float, float] = (0.3, 0.3),
     **_: Any,
 ) -> nn.Module:
     """Build one of :data:`ARCHITECTURES` (extra keyword arguments are ignored)."""
@@ -54,6 +55,7 @@ def build_frame_model(
         "loc_width": loc_width,
         "loc_downsample": loc_downsample,
         "scale_priors": tuple(scale_priors),
+        "init_translation": tuple(init_translation),
     }
     if arch == "regstn":
         return RegSTN(STNSpec(n_crops=2, scale_mode=scale_mode, **common))  # type: ignore[arg-type]

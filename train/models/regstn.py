@@ -128,6 +128,7 @@ class STNSpec:
     crop_mode: Literal["stn", "random"] = "stn"
     scale_mode: ScaleMode = "learned"
     scale_priors: tuple[float, float] = (0.5, 0.75)
+    init_translation: tuple[float, float] = (0.3, 0.3)  # the published init of the translation bias
     in_channels: int = 1
     n_classes: int = 4
 
@@ -164,6 +165,7 @@ class RegSTN(nn.Module):
                 spec.n_crops,
                 spec.scale_mode,
                 spec.scale_priors,
+                spec.init_translation,
             )
         elif spec.crop_mode == "random":
             self.localisation = None
@@ -176,6 +178,14 @@ class RegSTN(nn.Module):
         sigma = torch.rand(n, k, device=device) * 0.5 + 0.5
         t = (torch.rand(n, k, 2, device=device) * 2 - 1) * (1 - sigma)[..., None]
         return make_theta(sigma, torch.zeros(n, k, 2, device=device), t), sigma
+
+    def theta_head_parameters(self) -> list[nn.Parameter]:
+        """The θ heads' parameters (translation, scale, rotation), for a separate learning rate."""
+        loc = self.localisation
+        if loc is None:
+            return []
+        heads = [loc.translation] + ([loc.scale, loc.rotation] if loc.scale_mode == "learned" else [])
+        return [p for h in heads for p in h.parameters()]
 
     def predict_theta(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """θ [N, K, 2, 3] and σ [N, K] for a batch of frames."""
