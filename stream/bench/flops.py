@@ -10,9 +10,10 @@ and GridSample are left out — they are memory-bound and small next to the prod
 * ``Gemm`` / ``MatMul``: 2 · (batch dims) · M · N · K
 
 Shapes come from ONNX shape inference with every symbolic input dimension fixed (the batch to
-``batch``); where ONNX's own inference leaves a shape unknown, ONNX Runtime's symbolic shape
-inference is tried. Nodes whose shapes stay unknown are counted in ``unresolved`` (reported, not
-guessed).
+``batch``); where it leaves a shape unknown (a Pad or Reshape whose sizes are computed in the
+graph), the graph is run once by ONNX Runtime on zero inputs with the counted tensors exposed as
+outputs, and their real shapes are used. Nodes whose shapes stay unknown are listed in
+``unresolved`` (reported, not guessed).
 """
 
 from __future__ import annotations
@@ -129,18 +130,45 @@ def count_flops(onnx_path: str | Path, batch: int = 1) -> FlopCount:
     inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     shapes = _shapes(inferred)
     result = _count(inferred, shapes)
-    if result.unresolved:  # ONNX's inference stopped somewhere (computed Reshape/Pad shapes): try ORT's
+    if result.unresolved:  # ONNX's inference stopped (computed Pad/Reshape shapes): run the graph once
         try:
-            from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-            sym = SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
-            if sym is not None:
-                alt = _count(sym, _shapes(sym))
-                if len(alt.unresolved) < len(result.unresolved):
-                    result = alt
-        except Exception:
+            shapes.update(_shapes_by_running(model))
+            alt = _count(inferred, shapes)
+            if len(alt.unresolved) < len(result.unresolved):
+                result = alt
+        except Exception:  # ORT missing or the graph does not run on zeros: keep the unresolved list
             pass
     return result
+
+
+def _shapes_by_running(model: Any) -> dict[str, list[int] | None]:
+    """Actual shapes of the counted nodes' tensors from one ONNX Runtime run on zero inputs."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    known = {o.name for o in m.graph.output}
+    wanted = []
+    for node in m.graph.node:
+        if node.op_type in COUNTED:
+            wanted += [t for t in (*node.input[:2], *node.output[:1]) if t]
+    init_names = {t.name for t in m.graph.initializer}
+    for name in dict.fromkeys(wanted):
+        if name not in known and name not in init_names:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feeds = {}
+    for inp in sess.get_inputs():
+        dims = [d if isinstance(d, int) else 1 for d in inp.shape]
+        feeds[inp.name] = np.zeros(dims, dtype=np.float32)
+    names = [o.name for o in sess.get_outputs()]
+    return {n: [int(d) for d in v.shape] for n, v in zip(names, sess.run(names, feeds), strict=True)}
 
 
 def _count(model: Any, shapes: dict[str, list[int] | None]) -> FlopCount:

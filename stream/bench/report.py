@@ -327,17 +327,19 @@ def markdown(result: dict[str, Any]) -> str:
     thr = result.get("threads")
     if thr:
         lines += [
-            "## Thread budget (ORT, scoring model; other lane = segmentation members, 1 thread)",
+            "## Thread budget (ORT intra-op threads, spin-wait; scoring model, segmentation members)",
             "",
-            "| scoring threads | other lane | spinning | scoring p50 ms | p99 ms | scoring fps | seg fps "
-            "| CPU % |",
-            "|---|---|---|---|---|---|---|---|",
+            "| scoring threads | segmentation threads | spinning | scoring paced at | scoring p50 ms "
+            "| p99 ms | scoring fps | seg fps | CPU % |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in thr:
+            paced = f"{_f(r.get('paced_fps'), 0)} fps" if r.get("paced_fps") else "as fast as possible"
             lines.append(
-                f"| {r['threads']} | {'on' if r['with_seg'] else 'off'} | {'on' if r['spinning'] else 'off'}"
-                f" | {_f(r['score_p50_ms'], 2)} | {_f(r['score_p99_ms'], 2)} | {_f(r['score_fps'])} | "
-                f"{_f(r['seg_fps'], 2)} | {_f(r['cpu_percent'])} |"
+                f"| {r['threads']} | {r.get('seg_threads', 1 if r['with_seg'] else 0) or 'off'} | "
+                f"{'on' if r['spinning'] else 'off'} | {paced} | {_f(r['score_p50_ms'], 2)} | "
+                f"{_f(r['score_p99_ms'], 2)} | {_f(r['score_fps'])} | {_f(r['seg_fps'], 2)} | "
+                f"{_f(r['cpu_percent'])} |"
             )
         lines.append("")
     naive = result.get("naive")
