@@ -235,6 +235,37 @@ def test_command_end_to_end(tmp_path):
     assert manifest["parameters"]["sord_gap"] == 0.5 and manifest["training"]["synthetic_only"] is True
 
 
+def test_patients_from_keeps_only_the_listed_patients(tmp_path, capsys):
+    from train.commands.aggregator import main
+
+    clips = toy_clips(seed=5, n_patients=8, clips_per_patient=2, frames=(4, 6))
+    fp = dump_frame_probs(clips, tmp_path / "fp.json")
+    splits = tmp_path / "splits.json"
+    held_out = ["toy_p001", "toy_p002", "toy_p004", "toy_p005", "toy_p007"]
+    splits.write_text(json.dumps({"train": ["toy_p000", "toy_p003", "toy_p006"], "test": held_out}))
+    out = tmp_path / "o"
+    args = [
+        "--frame-probs",
+        str(fp),
+        "--folds",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+        "--patients-from",
+        str(splits),
+    ]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["clips"] == 10 and metrics["data"]["patients"] == 5
+    assert np.array(metrics["argmax_mean"]["confusion_pooled"]).sum() == 10
+    splits.write_text(json.dumps({"test": ["someone_else"]}))
+    assert main(args) == 2
+    assert "none of the 16 clips belongs to the 1 patient(s)" in capsys.readouterr().err
+    assert main([*args, "--patients-key", "validation"]) == 2
+    assert "no list of patient ids under 'validation'" in capsys.readouterr().err
+
+
 def test_command_reports_format_errors(tmp_path, capsys):
     from train.commands.aggregator import main
 

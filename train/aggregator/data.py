@@ -156,6 +156,34 @@ def load_frame_probs(path: str | Path) -> list[ClipProbs]:
     return parse_frame_probs(doc, str(path))
 
 
+def patients_from_file(path: str | Path, key: str = "test") -> set[str]:
+    """Patient ids listed under ``key`` in a JSON file (e.g. ``lus-train frame``'s ``splits.json``)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FrameProbsError(f"{path}: cannot read the patient list ({exc})") from exc
+    ids = doc.get(key) if isinstance(doc, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        keys = list(doc) if isinstance(doc, dict) else []
+        raise FrameProbsError(
+            f"{path}: no list of patient ids under {key!r} (keys: {keys}); pass --patients-key"
+        )
+    return set(ids)
+
+
+def select_patients(clips: list[ClipProbs], patients: set[str], source: str = "") -> list[ClipProbs]:
+    """Keep the clips of ``patients`` (the frame model's held-out patients: the paper's T')."""
+    kept = [c for c in clips if c.patient_id in patients]
+    if not kept:
+        raise FrameProbsError(
+            f"none of the {len(clips)} clips belongs to the {len(patients)} patient(s) of "
+            f"{source or 'the list'}; "
+            "check that the frame-probs file and the patient list come from the same dataset"
+        )
+    return kept
+
+
 def dump_frame_probs(clips: list[ClipProbs], path: str | Path) -> Path:
     """Write clips in the ``--frame-probs`` format (the inverse of :func:`load_frame_probs`)."""
     videos = []

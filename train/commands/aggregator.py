@@ -43,6 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=5,
         help="k of the patient-level k-fold CV, if the file gives no folds (default 5)",
     )
+    p.add_argument(
+        "--patients-from",
+        type=Path,
+        metavar="JSON",
+        help="use only the clips of the patients listed in this JSON file under --patients-key, e.g. the "
+        "frame model's splits.json: train the aggregator on patients the frame model never saw "
+        "(paper §IV-B.4)",
+    )
+    p.add_argument(
+        "--patients-key", default="test", help="key of the patient list in --patients-from (default test)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the patient-to-fold assignment (default 0)")
     p.add_argument("--out", type=Path, help="output folder for metrics.json, confusion.png, aggregator.json")
     p.add_argument(
@@ -94,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from train.aggregator.data import FrameProbsError, dump_frame_probs, load_frame_probs
+    from train.aggregator.data import (
+        FrameProbsError,
+        dump_frame_probs,
+        load_frame_probs,
+        patients_from_file,
+        select_patients,
+    )
 
     if args.make_toy:
         from train.aggregator.toy import toy_clips
@@ -115,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         clips = load_frame_probs(args.frame_probs)
+        if args.patients_from is not None:
+            source = f"{args.patients_from}[{args.patients_key!r}]"
+            clips = select_patients(clips, patients_from_file(args.patients_from, args.patients_key), source)
     except FrameProbsError as exc:
         print(f"lus-train aggregator: {exc}", file=sys.stderr)
         return 2
@@ -139,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     cv = cross_validate(clips, folds, cfg, progress=not args.quiet)
     final = fit_uninorm(clips, cfg)
     final_loss = mean_sord_loss(clips, final.neutral_elements, cfg.sord_gap, cfg.objective)
+    patients_from = None if args.patients_from is None else f"{args.patients_from}:{args.patients_key}"
     command = "lus-train aggregator " + shlex.join(sys.argv[2:] if argv is None else argv)
     metrics = {
         "uninorm": cv.metrics["uninorm"],
@@ -149,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "folds": cv.metrics["folds"],
         "fold_source": fold_note,
         "data": {"file": str(args.frame_probs), "clips": len(clips), "patients": n_patients,
+                 "patients_from": patients_from,
                  "frames": int(sum(len(c.probs) for c in clips)),
                  "labels": {str(k): v for k, v in sorted(Counter(c.label for c in clips).items())}},
         "config": vars(cfg),
@@ -177,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 "fold_source": fold_note,
                 "clips": len(clips),
                 "patients": n_patients,
+                "patients_from": patients_from,
             },
             sord_gap=cfg.sord_gap,
             training_extra={
