@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--engine-args", default="", help="extra lus-stream options for every engine run (one string)"
     )
+    m.add_argument(
+        "--seg-ensemble",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="also run the paced view with the segmentation members in DIR (e.g. paper=results/paper-seg), "
+        "primary source and backend; repeatable",
+    )
     m.add_argument("--no-naive", action="store_true", help="skip the naive PyTorch reference loop")
     m.add_argument(
         "--checkpoint",
@@ -259,6 +267,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs.append(res)
                 bar.update(1)
 
+    primary = args.primary_backend if args.primary_backend in runnable else runnable[0]
+    ensembles: dict[str, Any] = {}
+    for item in args.seg_ensemble:
+        label, _, folder = item.partition("=")
+        if not folder or not Path(folder).is_dir():
+            notes.append(f"--seg-ensemble {item}: give LABEL=DIR with DIR a folder of segmentation manifests")
+            continue
+        bar.set_description(f"segmentation ensemble {label}")
+        src = sources[0]
+        staged = engine_run.stage_engines(
+            engines_dir, primary, out_dir / "staged" / f"seg-{label}", Path(folder)
+        )
+        run = engine_run.EngineRun(
+            label=src["label"], source_args=src["args"]["paced"], mode="paced", backend=primary,
+            engines_dir=staged, max_frames=src["max_frames"], extra_args=extra,
+        )  # fmt: skip
+        try:
+            res = engine_run.run_engine(run, out_dir / "runs" / f"seg-{_safe(label)}-paced")
+        except RuntimeError as err:
+            notes.append(f"segmentation ensemble {label} failed: {err}")
+            bar.update(1)
+            continue
+        res.pop("samples")
+        res.pop("example_frame_msg", None)
+        ensembles[label] = {
+            "dir": str(folder), "model": res["lanes"].get("segmentation", {}).get("model"),
+            "fps": res["segmentation"]["fps"], "runs": res["segmentation"]["runs"],
+            "infer": res["segmentation"]["stages"]["infer"],
+            "scoring_p99_ms": res["scoring"]["end_to_end"]["p99_ms"],
+            "scoring_drops": res["scoring"]["drops"]["total"],
+        }  # fmt: skip
+        bar.update(1)
+
     iso: dict[str, Any] = {}
     if not args.no_isolated:
         bar.set_description("isolated stages")
@@ -305,8 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "notes": notes,
         "bench_wall_s": round(time.monotonic() - t_start, 1),
     }
-    primary = args.primary_backend if args.primary_backend in runnable else runnable[0]
     result["contract"] = report.contract(result, primary)
+    result["contract"]["segmentation_lane"]["ensembles"] = ensembles
     result |= {k: v for k, v in result["contract"].items()}
     result["targets"] = report.targets(result["contract"])
     files = report.write_report(result, out_dir, args.json, samples)

@@ -38,13 +38,14 @@ FRAME_STAGES = ("wait", "preprocess", "infer", "aggregate", "publish")
 SEG_STAGES = ("wait", "preprocess", "infer", "publish")
 
 
-def stage_engines(src: Path, backend: str, dst: Path) -> Path:
+def stage_engines(src: Path, backend: str, dst: Path, seg_src: Path | None = None) -> Path:
     """A model folder holding only ``backend``'s artefacts (symlinks), so each lane finds one file per model.
 
     Work-around: ``stream.lanes.find_models`` takes every ``*.json`` with the right task, so a
     ``NAME.torch.json`` beside ``NAME.json`` is taken as a second model (a second segmentation
     member, or "several frame models"). For ``torch`` only the torch-export manifests are linked
     (the engine then loads them directly); otherwise only the ONNX ones (and any TensorRT plans).
+    ``seg_src`` takes the segmentation members from another folder (e.g. the paper ensemble).
     """
     import json
 
@@ -53,7 +54,7 @@ def stage_engines(src: Path, backend: str, dst: Path) -> Path:
 
         shutil.rmtree(dst)
     for sub in ("frame", "seg"):
-        folder = src / sub
+        folder = (seg_src if seg_src is not None else src / sub) if sub == "seg" else src / sub
         if not folder.is_dir():
             continue
         out = dst / sub

@@ -239,6 +239,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"scoring model {c['scoring_lane']['model']}, segmentation {c['segmentation_lane']['model']}.",
         "",
     ]
+    ens = c["segmentation_lane"].get("ensembles") or {}
+    if ens:
+        lines += ["## Other segmentation ensembles (paced, with the scoring lane)", "",
+                  "| ensemble | members | runs/s | infer p50 ms | scoring p99 ms | scoring drops |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for label, e in ens.items():
+            lines.append(f"| {label} | {e['model']} | {_f(e['fps'], 2)} | {_f(e['infer']['p50_ms'])} | "
+                         f"{_f(e['scoring_p99_ms'])} | {e['scoring_drops']} |")  # fmt: skip
+        lines.append("")
     iso = result.get("isolated") or {}
     for run in result.get("runs", []):
         lines += [
