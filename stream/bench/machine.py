@@ -64,7 +64,7 @@ def git_revision(repo: Path | None = None) -> str | None:
     return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 3) -> float:
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     """fp32 GFLOP/s of an n×n matrix product with numpy's BLAS (best of ``repeats``)."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)

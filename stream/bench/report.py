@@ -260,16 +260,19 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_f(run['segmentation']['fps'])} runs/s ({run['segmentation']['runs']} runs, "
             f"{run['segmentation']['skipped']} offers replaced).",
             "",
-            "| stage | n | mean ms | p50 ms | p95 ms | p99 ms | max ms | note |",
-            "|---|---|---|---|---|---|---|---|",
+            "| stage | n | rate /s (1/mean) | mean ms | p50 ms | p95 ms | p99 ms | max ms | note |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
-        for name, s, note in _stage_rows(run, iso):
-            if not s:
-                lines.append(f"| {name} | 0 | – | – | – | – | – | {note} |")
+        for name, st, note in _stage_rows(run, iso):
+            if not st:
+                lines.append(f"| {name} | 0 | – | – | – | – | – | – | {note} |")
                 continue
+            mean = st.get("mean_ms")
+            rate = 1e3 / mean if isinstance(mean, float) and math.isfinite(mean) and mean > 0 else None
             lines.append(
-                f"| {name} | {s.get('n', 0)} | {_f(s.get('mean_ms'), 2)} | {_f(s.get('p50_ms'), 2)} | "
-                f"{_f(s.get('p95_ms'), 2)} | {_f(s.get('p99_ms'), 2)} | {_f(s.get('max_ms'), 2)} | {note} |"
+                f"| {name} | {st.get('n', 0)} | {_f(rate, 0)} | {_f(mean, 2)} | {_f(st.get('p50_ms'), 2)} | "
+                f"{_f(st.get('p95_ms'), 2)} | {_f(st.get('p99_ms'), 2)} | {_f(st.get('max_ms'), 2)} "
+                f"| {note} |"
             )
         d = run["scoring"]["drops"]
         lines += [
