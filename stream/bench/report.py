@@ -52,6 +52,12 @@ STAGES = (
     "segmentation end to end",
 )
 
+#: stages whose 1/mean is a capacity (frames/s that stage alone could sustain on one core)
+RATE_STAGES = frozenset(STAGES) - {
+    "capture→lane wait", "publish", "publish→receive", "capture→publish", "end to end (capture→received)",
+    "segmentation end to end",
+}  # fmt: skip
+
 
 def get_dotted(d: dict[str, Any], key: str) -> Any:
     cur: Any = d
@@ -260,7 +266,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_f(run['segmentation']['fps'])} runs/s ({run['segmentation']['runs']} runs, "
             f"{run['segmentation']['skipped']} offers replaced).",
             "",
-            "| stage | n | rate /s (1/mean) | mean ms | p50 ms | p95 ms | p99 ms | max ms | note |",
+            "| stage | n | capacity /s (1/mean) | mean ms | p50 ms | p95 ms | p99 ms | max ms | note |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for name, st, note in _stage_rows(run, iso):
@@ -268,7 +274,9 @@ def markdown(result: dict[str, Any]) -> str:
                 lines.append(f"| {name} | 0 | – | – | – | – | – | – | {note} |")
                 continue
             mean = st.get("mean_ms")
-            rate = 1e3 / mean if isinstance(mean, float) and math.isfinite(mean) and mean > 0 else None
+            rate = None  # a processing stage's capacity; latency spans (waits, transport) have none
+            if name in RATE_STAGES and isinstance(mean, float) and math.isfinite(mean) and mean > 0:
+                rate = 1e3 / mean
             lines.append(
                 f"| {name} | {st.get('n', 0)} | {_f(rate, 0)} | {_f(mean, 2)} | {_f(st.get('p50_ms'), 2)} | "
                 f"{_f(st.get('p95_ms'), 2)} | {_f(st.get('p99_ms'), 2)} | {_f(st.get('max_ms'), 2)} "
