@@ -404,6 +404,15 @@ def isolated_stages(
                 peak_gflops=peak,
             )
         out["models"][backend] = per
+    if models.frame is not None and frames:
+        from engines.manifest import model_file_path
+        from stream.lanes import Prepared
+
+        fm = load_manifest(models.frame, verify_file=False)
+        feeds = [{"frame": Prepared(f).input(fm["preprocessing"])[0]} for f in frames[:16]]
+        out["ort_optimisation"] = isolated.ort_optimisation_levels(
+            model_file_path(fm, models.frame), feeds, budget_s=args.model_seconds
+        )
     if example_msg is None:
         example_msg, _ = wire.example("frame")
     out["serialise"] = isolated.serialise_times(example_msg, "frame", n=1000)

@@ -263,3 +263,37 @@ def aggregator_times(
     first, last = out[f"update_us_at_{checkpoints[0]}"], out[f"update_us_at_{checkpoints[-1]}"]
     out["ratio_last_first"] = last / first if first > 0 else float("nan")
     return out
+
+
+# --------------------------------------------------------------------------------- ORT graph optimisation
+def ort_optimisation_levels(
+    onnx_path: Path, feeds: Sequence[dict[str, np.ndarray]], budget_s: float = 2.0
+) -> dict[str, Any]:
+    """ms per batch-1 call of one model at each ONNX Runtime graph-optimisation level (one thread)."""
+    import onnxruntime as ort
+
+    levels = {
+        "disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    out: dict[str, Any] = {}
+    for label, level in levels.items():
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = level
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        for _ in range(3):
+            sess.run(None, feeds[0])
+        walls: list[int] = []
+        cpu0 = time.process_time()
+        t_end = time.monotonic() + budget_s
+        while time.monotonic() < t_end or len(walls) < 5:
+            t = time.perf_counter_ns()
+            sess.run(None, feeds[len(walls) % len(feeds)])
+            walls.append(time.perf_counter_ns() - t)
+        out[label] = _summary(walls, (time.process_time() - cpu0) / len(walls))
+    return out

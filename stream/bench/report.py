@@ -323,6 +323,13 @@ def markdown(result: dict[str, Any]) -> str:
                         f"{_f(row.get('percent_of_peak'), 1)} |"
                     )
         lines.append("")
+    opt = iso.get("ort_optimisation")
+    if opt:
+        lines += ["## ONNX Runtime graph optimisation (frame model, batch 1, one thread, isolated)", "",
+                  "| level | p50 ms | CPU ms |", "|---|---|---|"]  # fmt: skip
+        for level, st in opt.items():
+            lines.append(f"| {level} | {_f(st.get('p50_ms'), 2)} | {_f(st.get('cpu_ms'), 2)} |")
+        lines.append("")
     agg = iso.get("aggregator")
     if agg:
         lines += [
