@@ -205,8 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if frames_torch:
         models.frame = models.frame.with_name(models.frame.name.replace(".torch.json", ".json"))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if models.frame is None:
+        print(
+            f"bench: WARNING no frame-score model in {engines_dir}/frame: the scoring lane is off", flush=True
+        )
     load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    notes: list[str] = []
+    notes: list[str] = [] if models.frame is not None else [f"no frame-score model in {engines_dir}/frame"]
     if load_avg is not None and load_avg > 1.5:
         notes.append(
             f"load average {load_avg:.2f} at start (> 1.5): other work shares the CPU; timings are distorted"
