@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from engines import BACKENDS, Engine, EngineError, ManifestError, load_engine
+from engines import BACKENDS, Engine, EngineError, ManifestError, load_engine, load_manifest
 
 
 def time_engine(engine: Engine, batch: int = 1, iterations: int = 30, warmup: int = 3) -> dict[str, Any]:
@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
+        manifest = load_manifest(ns.model)
+        if manifest["format"] == "none":  # e.g. the aggregator: parameters only
+            print(f"model      {manifest['name']} {manifest['version']}  ({manifest['task']}, no model file)")
+            print(f"training   {json.dumps(manifest['training'])}")
+            print(f"parameters {json.dumps(manifest['parameters'])}")
+            print(f"metrics    {json.dumps(manifest['metrics'])}")
+            print("timing     nothing to run: this manifest holds parameters only")
+            return 0
         engine = load_engine(
             ns.model,
             ns.backend,

@@ -223,3 +223,22 @@ def test_gpu_check_on_tiny_models(tiny_models: dict[str, Path], tmp_path: Path) 
     assert all(r["probs_max_abs"] <= 1e-4 for r in data["parity"] if r["precision"] == "fp32")
     assert [r["what"] for r in data["timing"]][-2:] == ["ensemble of 2", "MC dropout K=10 x 2"]
     assert "| ensemble of 2 | 1 |" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_inspect_engine_parameter_only_manifest(tmp_path: Path) -> None:
+    from engines import build_manifest, write_manifest
+
+    m = build_manifest(
+        name="agg",
+        version="1",
+        task="aggregator",
+        format="none",
+        inputs=[],
+        outputs=[],
+        class_names=[],
+        training={"data": "x", "synthetic_only": True, "clinical_use": False, "command": "x"},
+        parameters={"neutral_elements": [0.1, 0.2, 0.3, 0.4], "sord_gap": 0.5},
+    )
+    res = _run("inspect_engine.py", str(write_manifest(m, tmp_path / "agg.json")))
+    assert res.returncode == 0, res.stderr
+    assert '"neutral_elements": [0.1, 0.2, 0.3, 0.4]' in res.stdout and "nothing to run" in res.stdout
