@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             "preset": summary.get("preset"),
             "steps": ck.get("step"),
             "stopped": member_summary.get("stopped"),
-            "minutes": member_summary.get("minutes"),
+            "minutes": member_summary.get("minutes_all", member_summary.get("minutes")),
+            "cpu_minutes": member_summary.get("cpu_minutes_all", member_summary.get("cpu_minutes")),
             "options": ck.get("options"),
         }
         metrics = {
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         total=total,
         table=table,
         minutes=summary.get("minutes_total", "?"),
+        cpu_minutes=summary.get("cpu_minutes_total", "?"),
         data=args.data_description,
     )
     (args.out / "MODEL_CARD.md").write_text(card)
@@ -98,9 +100,10 @@ MODEL_CARD = """# Segmentation ensemble (lite) — model card
   (`engines.preprocess`); `dropout_mask` [batch, C, h, w] at the latent features (ones =
   deterministic; Bernoulli 0 or 1/(1−p) with p = 0.5 for MC dropout). Output: `probs`
   [batch, 5, 260, 200], softmax over [score 0, score 1, score 2, score 3, background].
-- Version {version}. Data: {data}. Training took {minutes} min on one CPU thread.
-- Reproduce: `{command}` then `lus-train evaluate-seg --run RUN` and
-  `lus-train export-seg --run RUN` (see docs/segmentation.md).
+- Version {version}. Data: {data}. Training used {cpu_minutes} CPU-minutes on one
+  thread ({minutes} min wall clock on a shared 2-core machine).
+- Reproduce (docs/segmentation.md): `{command}`, then `lus-train evaluate-seg --run RUN` and
+  `lus-train export-seg --run RUN`.
 
 ## Held-out metrics (synthetic patients never seen in training)
 

@@ -96,6 +96,38 @@ def read_dataset_split(args: argparse.Namespace) -> list[str] | None:
     return None if not splits or "test" not in splits else splits["test"]
 
 
+def write_summary(args: argparse.Namespace, summaries: list[dict], command: str, minutes: float) -> None:
+    """RUN/train_summary.json; a run that trains some members again (``--resume``, ``--members``)
+    replaces their entries, keeps the others, and appends its command to ``commands``. With
+    ``--resume`` a member's ``cpu_minutes_all``/``minutes_all`` add up all its sessions."""
+    path = args.out / "train_summary.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    if old.get("preset") not in (None, args.preset):
+        old = {}
+    previous = {m["member"]: m for m in old.get("members", [])}
+    for s in summaries:
+        before = previous.get(s["member"], {}) if args.resume else {}
+        s["cpu_minutes_all"] = round(
+            before.get("cpu_minutes_all", before.get("cpu_minutes", 0.0)) + s["cpu_minutes"], 2
+        )
+        s["minutes_all"] = round(before.get("minutes_all", before.get("minutes", 0.0)) + s["minutes"], 2)
+    trained = {s["member"] for s in summaries}
+    merged = [m for m in old.get("members", []) if m["member"] not in trained] + summaries
+    order = {m.name: i for i, m in enumerate(preset(args.preset))}
+    merged.sort(key=lambda m: order.get(m["member"], 99))
+    commands = [*old.get("commands", [old["command"]] if "command" in old else []), command]
+    doc = {
+        "preset": args.preset,
+        "members": merged,
+        "data": str(args.data or f"sim:{args.sim}"),
+        "command": " && ".join(commands),
+        "commands": commands,
+        "minutes_total": round(float(old.get("minutes_total", 0.0)) + minutes, 2),
+        "cpu_minutes_total": round(sum(m.get("cpu_minutes_all", m["cpu_minutes"]) for m in merged), 2),
+    }
+    path.write_text(json.dumps(doc, indent=2))
+
+
 def parse_minutes(text: str, names: list[str]) -> dict[str, float]:
     """``12`` → every member 12 min; ``unet=13,unetpp=16`` → per member (others: no limit)."""
     if "=" not in text:
@@ -170,17 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     for s in summaries:  # every rank: replicas must agree (checked by tests/train/test_seg_ddp.py)
         print(f"[seg] rank {s['rank']} {s['member']} params sha256 {s['param_sha256']}", flush=True)
     if rank0:
-        (args.out / "train_summary.json").write_text(
-            json.dumps(
-                {
-                    "preset": args.preset,
-                    "members": summaries,
-                    "data": str(args.data or f"sim:{args.sim}"),
-                    "command": "lus-train seg " + " ".join(sys.argv[2:] if argv is None else argv),
-                    "minutes_total": round((time.monotonic() - t0) / 60, 2),
-                },
-                indent=2,
-            )
+        write_summary(
+            args,
+            summaries,
+            "lus-train seg " + " ".join(sys.argv[2:] if argv is None else argv),
+            round((time.monotonic() - t0) / 60, 2),
         )
         for s in summaries:
             print(
