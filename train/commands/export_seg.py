@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 from pathlib import Path
 
 DEFAULT_DATA = "synthetic LUS (synth simulator), ICLUS-DB-style layout; held-out patients for metrics"
@@ -86,7 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         cpu_minutes=summary.get("cpu_minutes_total", "?"),
         data=args.data_description,
     )
-    (args.out / "MODEL_CARD.md").write_text(card)
+    panels = []
+    for png in ("fig5.png", "fig6.png"):  # the evaluation's panels travel with the models
+        if (args.run / "eval" / png).is_file():
+            shutil.copyfile(args.run / "eval" / png, args.out / png)
+            panels.append(f"![{png}]({png})")
+    (args.out / "MODEL_CARD.md").write_text(
+        card + ("\n## Panels (held-out patients)\n\n" + "\n\n".join(panels) + "\n" if panels else "")
+    )
     return 0
 
 
