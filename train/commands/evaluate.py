@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--agree", type=int, nargs="*", default=[3, 4], help="Setting 3: clinicians that must agree"
     )
+    ap.add_argument(
+        "--names", nargs="*", help="row names, one per run (default: the Table I name of each model)"
+    )
     ap.add_argument("--quiet", action="store_true")
     add_data_args(ap)
     return ap
@@ -52,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     tables: dict[tuple[int, int], object] = {}
     rows, results = {}, {}
-    for run in args.runs:
+    if args.names and len(args.names) != len(args.runs):
+        raise SystemExit(f"--names gives {len(args.names)} names for {len(args.runs)} runs")
+    for i, run in enumerate(args.runs):
         ckpt_path = run / "last.pt" if run.is_dir() else run
         if not ckpt_path.is_file():
             raise SystemExit(f"{ckpt_path}: no checkpoint; train it with `lus-train frame --out {run}`")
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         test = table.select_patients(test_patients)  # type: ignore[attr-defined]
         probs, _ = predict(model, test, cfg.eval_batch)
-        label = TABLE1_LABELS.get(cfg.model, cfg.model)
+        label = args.names[i] if args.names else TABLE1_LABELS.get(cfg.model, cfg.model)
         name = label if label not in rows else f"{label} ({run.name})"
         rows[name] = table1_scores(test, probs, args.k, args.agree)
         stem = run.name if run.is_dir() else run.parent.name
