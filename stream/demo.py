@@ -4,7 +4,8 @@ per second; after ``--seconds`` it stops the engine through the control socket.
 
 It is ``lus-stream --demo`` in a child process (so the demo exercises the real sockets), on the
 default endpoints, or on free loopback ports when those are taken. Extra ``lus-stream`` options go
-after ``--``, e.g. ``python -m stream.demo -- --mc-samples 8 --record results/``.
+after ``--``, e.g. ``python -m stream.demo -- --mc-samples 8 --record results/``; unless one of them
+is ``--window``, the demo uses a 90-frame sliding clip window (the walk has no zone resets).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from stream.control import DEFAULT_CTRL, request
 from stream.publisher import DEFAULT_PUB
 
 REPO = Path(__file__).resolve().parents[1]
+# The demo source changes score every ~7 s with no zone resets; a 3 s sliding window lets the clip score
+# follow it (a whole-clip uninorm fold saturates after a few hundred frames: docs/wire.md, `video`).
+DEMO_WINDOW = 90
 
 
 def _port_free(endpoint: str) -> bool:
@@ -102,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         pub, ctrl = _free_endpoint(), _free_endpoint()
         print(f"demo: default ports busy (another engine?), using {pub} and {ctrl}")
 
+    window = [] if any(a.startswith("--window") for a in extra) else ["--window", str(DEMO_WINDOW)]
     cmd = [sys.executable, "-m", "stream.cli", "--demo", "--fps", str(args.fps), "--pub", pub,
-           "--ctrl", ctrl, *extra]
+           "--ctrl", ctrl, *window, *extra]
     print("demo: starting", " ".join(cmd[2:]))
     print("demo: synthetic data and demonstration models: not for clinical use")
     engine = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL)
