@@ -22,7 +22,7 @@ from stream.control import DEFAULT_CTRL
 from stream.publisher import DEFAULT_PUB
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
-DEMO_SCHEDULE = [(0, 0), (150, 1), (300, 2), (450, 3), (600, 1)]  # 5 s per score at 30 fps: all four within 20 s
+DEMO_SCHEDULE = [(0, 0), (150, 1), (300, 2), (450, 3), (600, 1)]  # 5 s per score at 30 fps
 EXIT_USAGE = 2
 
 # subcommand → "module:function" taking argv (later issues add theirs here)
