@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from engines.manifest import build_manifest, write_manifest
+from engines.torch_backend import save_torch_export
 from train.seg.config import CLASS_NAMES, INPUT_HW, MemberConfig
 
 OPSET = 17
@@ -153,4 +154,8 @@ def export_member(
         metrics={**metrics, "onnx_parity_max_abs": err},
     )
     json_path = write_manifest(manifest, onnx_path.with_suffix(".json"))
+    # the same graph as a torch.export program beside it, for the PyTorch backend (GPU boxes without
+    # TensorRT, parity checks, the benchmark's naive loop); tied to the ONNX by its sha256
+    example = (torch.zeros(2, 1, *INPUT_HW), torch.ones(2, *model.latent_shape(*INPUT_HW)))
+    save_torch_export(ExportWrapper(model.eval()), example, json_path)
     return onnx_path, json_path, err
