@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from stream import exam
 from stream.control import DEFAULT_CTRL
 from stream.publisher import DEFAULT_PUB
 
@@ -177,9 +178,25 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: no keys, loopback only)")
     o.add_argument("--insecure", action="store_true",
                    help="allow binding off loopback WITHOUT encryption (logged loudly; patient data!)")
+    e = p.add_argument_group("exam", "control commands exam_start, zone, freeze, redo, exam_stop, exam "
+                             "(docs/exam.md); status messages carry `exam`")
+    e.add_argument("--store-patient-id", action="store_true",
+                   help="write exam patient ids in the clear (default: salted sha256; salt from "
+                   "LUS_PATIENT_SALT, else a random per-exam salt)")
+    e.add_argument("--exam-demo", action="store_true",
+                   help="with --demo: the simulator walks the 14 lung zones (3 s each + 1 s lead-in, "
+                   "severities stream.exam.DEMO_SCORES), a scripted exam freezes each zone and stops, "
+                   "then the engine stops")
+    e.add_argument("--exam-dwell-s", type=_positive(float), default=3.0, help=argparse.SUPPRESS)
     o.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="logging level")
     return p
+
+
+def exam_demo_frames(args: argparse.Namespace) -> tuple[int, int]:
+    """--exam-demo: (frames per zone, lead-in frames) = (--exam-dwell-s, 1 s) at the source's frame rate."""
+    fps = args.fps or 30.0
+    return max(8, round(args.exam_dwell_s * fps)), max(4, round(fps))
 
 
 def source_spec(args: argparse.Namespace):  # -> stream.capture.SourceSpec
@@ -190,6 +207,10 @@ def source_spec(args: argparse.Namespace):  # -> stream.capture.SourceSpec
         return SourceSpec("device", path=args.device, **common)
     if args.synthetic or args.demo:
         schedule = DEMO_SCHEDULE if args.demo else None
+        if args.exam_demo:
+            from stream.exam import DEMO_SCORES, demo_schedule
+
+            schedule = demo_schedule(DEMO_SCORES, *exam_demo_frames(args))
         return SourceSpec("synthetic", fps=args.fps or 30.0, roi=args.roi, seed=args.seed, probe=args.probe,
                           schedule=schedule, as_fast_as_possible=args.as_fast_as_possible, outage=args.outage)
     kind, path = next((k, getattr(args, k)) for k in ("clip", "folder", "dicom", "url") if getattr(args, k))
@@ -198,7 +219,10 @@ def source_spec(args: argparse.Namespace):  # -> stream.capture.SourceSpec
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.exam_demo and not args.demo:
+        parser.error("--exam-demo needs --demo (it scripts the synthetic demo source)")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from stream.pipeline import EngineConfig, StreamEngine
 
@@ -216,6 +240,11 @@ def run(argv: Sequence[str] | None = None) -> int:
             record_frames=args.record_frames, keys_dir=args.keys,
         )
         engine = StreamEngine(cfg)
+        # the exam protocol is always on: control commands, zone resets, topic "exam", status.exam
+        session = exam.attach(engine, store_patient_id=args.store_patient_id)
+        engine.status_fields["exam"] = lambda: exam.summary(session)
+        if args.exam_demo:
+            exam.start_demo_walk(engine, cfg.pub, cfg.ctrl, exam.DEMO_SCORES, *exam_demo_frames(args))
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         print(f"lus-stream: {err}", file=sys.stderr)
         return EXIT_USAGE

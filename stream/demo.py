@@ -1,16 +1,24 @@
-"""``python -m stream.demo`` (what ``make demo`` runs): the engine on the synthetic live source with the
-shipped models, plus a subscriber in this process that validates every message and prints one line
-per second; after ``--seconds`` it stops the engine through the control socket.
+"""``python -m stream.demo`` (what ``make demo`` runs): a scripted 14-zone exam end to end, on real sockets.
 
-It is ``lus-stream --demo`` in a child process (so the demo exercises the real sockets), on the
-default endpoints, or on free loopback ports when those are taken. Extra ``lus-stream`` options go
-after ``--``, e.g. ``python -m stream.demo -- --mc-samples 8 --record results/``; unless one of them
-is ``--window``, the demo uses a 90-frame sliding clip window (the walk has no zone resets).
+Child processes: the engine ``lus-stream --demo --exam-demo --record results/demo --publish-frames
+--record-frames`` (the synthetic source walks the 14 Soldati zones with ``stream.exam.DEMO_SCORES``,
+3 s per zone after a 1 s lead-in; a scripted exam freezes each zone and stops; the engine then stops) and
+the viewer ``lus-view --out results/demo/overlay.mp4 --exit-on-disconnect``. This process subscribes too,
+validates every message and prints one line per second. When the engine has ended it runs ``lus-stream
+report`` on the recorded ``.lusr.msgpack`` (report beside it) and prints the total LUS score and the
+paths of the overlay video and the report. About 50 s.
+
+``--quick`` is the old 20 s demo instead: the engine alone (scores 0-3, no exam, a 90-frame sliding clip
+window because that walk has no zone resets), stopped after ``--seconds`` through the control socket.
+
+Default endpoints, or free loopback ports when those are taken. Extra ``lus-stream`` options go after
+``--``, e.g. ``python -m stream.demo -- --mc-samples 8``.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 import subprocess
 import sys
@@ -55,12 +63,15 @@ class Summary:
         self.window: Counter[str] = Counter()
         self.latest: dict[str, dict[str, Any]] = {}
         self.errors = 0
+        self.exam: dict[str, Any] | None = None  # newest exam message
         self.lag_ms: list[float] = []
 
     def add(self, topic: str, msg: dict[str, Any]) -> None:
         self.total[topic] += 1
         self.window[topic] += 1
         self.latest[topic] = msg
+        if topic == "exam":
+            self.exam = msg
         if topic == "frame":
             self.lag_ms.append((time.monotonic_ns() - msg["t_capture_ns"]) / 1e6)
 
@@ -81,11 +92,26 @@ class Summary:
             if off:
                 parts.append("OFF: " + ", ".join(off))
             parts.append(f"drops {st['drops']['capture']}")
+        ex = self.exam
+        if ex is not None and ex["state"] == "running":
+            parts.append(f"exam zone {ex['zone']} {ex['scored']}/{ex['n_zones']} scored, "
+                         f"partial {ex['partial_total']}")
         if self.errors:
             parts.append(f"INVALID {self.errors}")
         self.window.clear()
         self.lag_ms.clear()
         return " | ".join(parts)
+
+
+def _report(recording: str, log: Path) -> list[str]:
+    """``lus-stream report RECORDING`` (files beside it); returns the paths it wrote."""
+    out = subprocess.run([sys.executable, "-m", "stream.cli", "report", recording], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    log.write_text(out.stdout + out.stderr)
+    if out.returncode:
+        print(f"demo: report failed (exit {out.returncode}): {out.stderr.strip()[-500:]}")
+        return []
+    return [line.split(": ", 1)[1] for line in out.stdout.splitlines() if ": " in line]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,22 +122,42 @@ def main(argv: list[str] | None = None) -> int:
         argv, extra = argv[:i], argv[i + 1 :]
     p = argparse.ArgumentParser(prog="python -m stream.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=float, default=20.0, help="how long to run (default: 20)")
+    p.add_argument("--quick", action="store_true",
+                   help="the old demo: engine only, scores 0-3, no exam/overlay/report (see --seconds)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="--quick: how long to run (default: 20); exam demo: a safety limit (default: 150)")
+    p.add_argument("--out", type=Path, default=REPO / "results" / "demo",
+                   help="exam demo: folder for the recording, overlay.mp4 and the report "
+                   "(default: results/demo)")
     p.add_argument("--pub", default=DEFAULT_PUB, help=f"engine PUB endpoint (default: {DEFAULT_PUB})")
     p.add_argument("--ctrl", default=DEFAULT_CTRL, help=f"engine control endpoint (default: {DEFAULT_CTRL})")
     p.add_argument("--fps", type=float, default=30.0, help="synthetic source frame rate (default: 30)")
     args = p.parse_args(argv)
+    seconds = args.seconds or (20.0 if args.quick else 150.0)
     pub, ctrl = args.pub, args.ctrl
     if not _port_free(pub) or not _port_free(ctrl):
         pub, ctrl = _free_endpoint(), _free_endpoint()
         print(f"demo: default ports busy (another engine?), using {pub} and {ctrl}")
 
-    window = [] if any(a.startswith("--window") for a in extra) else ["--window", str(DEMO_WINDOW)]
-    cmd = [sys.executable, "-m", "stream.cli", "--demo", "--fps", str(args.fps), "--pub", pub,
-           "--ctrl", ctrl, *window, *extra]
+    cmd = [sys.executable, "-m", "stream.cli", "--demo", "--fps", str(args.fps), "--pub", pub, "--ctrl", ctrl]
+    viewer = None
+    out_dir: Path = args.out
+    if args.quick:
+        window = [] if any(a.startswith("--window") for a in extra) else ["--window", str(DEMO_WINDOW)]
+        cmd += [*window, *extra]
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cmd += ["--exam-demo", "--record", str(out_dir), "--publish-frames", "--record-frames", *extra]
     print("demo: starting", " ".join(cmd[2:]))
     print("demo: synthetic data and demonstration models: not for clinical use")
     engine = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL)
+    viewer_log = out_dir / "viewer.log"
+    if not args.quick:
+        view_cmd = [sys.executable, "-m", "stream.view.cli", "--connect", pub, "--out",
+                    str(out_dir / "overlay.mp4"), "--exit-on-disconnect"]
+        print("demo: viewer", " ".join(view_cmd[2:]))
+        viewer = subprocess.Popen(view_cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                                  stderr=viewer_log.open("w"))
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
@@ -121,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     next_line = t0 + 1.0
     try:
-        while time.monotonic() - t0 < args.seconds and engine.poll() is None:
+        while time.monotonic() - t0 < seconds and engine.poll() is None:
             if sub.poll(50):
                 try:
                     topic, msg, _ = wire.decode(sub.recv_multipart())
@@ -148,7 +194,45 @@ def main(argv: list[str] | None = None) -> int:
         sub.close()
         ctx.term()
     print(f"demo: received {dict(summary.total)}; {summary.errors} invalid; engine exit code {code}")
-    return 1 if summary.errors or (summary.total["frame"] == 0 and summary.total["status"] == 0) else code
+    failed = bool(summary.errors or (summary.total["frame"] == 0 and summary.total["status"] == 0) or code)
+    if args.quick:
+        return 1 if failed else 0
+
+    view_code = None
+    if viewer is not None:
+        try:
+            view_code = viewer.wait(30)  # leaves a few seconds after the engine's last message
+        except subprocess.TimeoutExpired:
+            viewer.terminate()
+            view_code = viewer.wait()
+    view_text = viewer_log.read_text() if viewer_log.exists() else ""
+    wrote = re.search(r"wrote (\d+) frames to (\S+)", view_text)
+    exam = summary.exam
+    if exam is None or exam.get("total") is None:
+        print(f"demo: the scripted exam did not finish (last exam message: {exam and exam.get('event')})")
+        failed = True
+    else:
+        scores = " ".join(f"{z['zone']}={z['score']}" for z in exam["zones"])
+        print(f"demo: exam {exam['exam_id']}: {scores}")
+        from stream.exam import DEMO_SCORES
+
+        print(f"demo: total LUS score {exam['total']} / {exam['max_total']} "
+              f"(the simulator's zone severities sum to {sum(DEMO_SCORES)})")
+    status = summary.latest.get("status") or {}
+    recording = status.get("recording")
+    reports = _report(recording, out_dir / "report.log") if recording else []
+    if recording:
+        print(f"demo: recording {recording}")
+    if wrote and view_code == 0:
+        elapsed = time.monotonic() - t0
+        print(f"demo: overlay video {wrote.group(2)} ({wrote.group(1)} frames, "
+              f"~{int(wrote.group(1)) / elapsed:.1f} rendered/s over the demo)")
+    else:
+        print(f"demo: the viewer failed (exit {view_code}); see {viewer_log}")
+        failed = True
+    for path in reports:
+        print(f"demo: report {path}")
+    return 1 if failed or not reports else 0
 
 
 if __name__ == "__main__":

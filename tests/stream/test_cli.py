@@ -15,7 +15,8 @@ from stream.cli import _window, build_parser, main
 REPO = Path(__file__).resolve().parents[2]
 OPTIONS = ["--device", "--clip", "--folder", "--dicom", "--url", "--synthetic", "--demo", "--loop",
            "--as-fast-as-possible", "--engines", "--backend", "--pub", "--ctrl", "--record", "--seg-every",
-           "--mc-samples", "--window", "--aggregator", "--max-frames", "--fps", "--print"]
+           "--mc-samples", "--window", "--aggregator", "--max-frames", "--fps", "--print",
+           "--store-patient-id", "--exam-demo"]
 
 
 def test_help_explains_every_option_with_its_default() -> None:
@@ -24,6 +25,7 @@ def test_help_explains_every_option_with_its_default() -> None:
         assert opt in text, opt
     for default in ("tcp://127.0.0.1:5555", "tcp://127.0.0.1:5556", "uninorm", "(default: auto)"):
         assert default in text
+    assert "(default: None)" not in text and "--exam-dwell-s" not in text  # a hidden test/demo knob
     from stream.cli import _HelpFormatter
 
     fmt = _HelpFormatter("lus-stream")
@@ -70,12 +72,12 @@ def _free() -> str:
 
 
 @pytest.mark.timeout(90)
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+def test_quick_demo_runs_end_to_end(tmp_path: Path) -> None:
     testing = pytest.importorskip("engines.testing")
     testing.make_tiny_onnx(tmp_path / "frame", "frame", size_hw=(32, 32), torch_export=False)
     out = subprocess.run(
         [sys.executable, "-m", "stream.demo", "--seconds", "7", "--pub", _free(), "--ctrl", _free(),
-         "--", "--engines", str(tmp_path)],
+         "--quick", "--", "--engines", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=80,
     )
     assert out.returncode == 0, out.stdout + out.stderr
