@@ -3,10 +3,10 @@
 Child processes: the engine ``lus-stream --demo --exam-demo --record results/demo --publish-frames
 --record-frames`` (the synthetic source walks the 14 Soldati zones with ``stream.exam.DEMO_SCORES``,
 3 s per zone after a 1 s lead-in; a scripted exam freezes each zone and stops; the engine then stops) and
-the viewer ``lus-view --out results/demo/overlay.mp4 --exit-on-disconnect``. This process subscribes too,
-validates every message and prints one line per second. When the engine has ended it runs ``lus-stream
-report`` on the recorded ``.lusr.msgpack`` (report beside it) and prints the total LUS score and the
-paths of the overlay video and the report. About 50 s.
+the viewer ``lus-view --out results/demo/overlay.mp4 --snapshot-every 90 results/demo/snapshots
+--exit-on-disconnect``. This process subscribes too, validates every message and prints one line per
+second. When the engine has ended it runs ``lus-stream report`` on the recorded ``.lusr.msgpack`` (report
+beside it) and prints the total LUS score and the paths of the overlay video and the report. About 55 s.
 
 ``--quick`` is the old 20 s demo instead: the engine alone (scores 0-3, no exam, a 90-frame sliding clip
 window because that walk has no zone resets), stopped after ``--seconds`` through the control socket.
@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 # The demo source changes score every ~7 s with no zone resets; a 3 s sliding window lets the clip score
 # follow it (a whole-clip uninorm fold saturates after a few hundred frames: docs/wire.md, `video`).
 DEMO_WINDOW = 90
+SNAPSHOT_EVERY = 90  # the viewer also keeps every 90th overlay as a PNG (docs/img/overlay_demo.png is one)
 
 
 def _port_free(endpoint: str) -> bool:
@@ -154,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     viewer_log = out_dir / "viewer.log"
     if not args.quick:
         view_cmd = [sys.executable, "-m", "stream.view.cli", "--connect", pub, "--out",
-                    str(out_dir / "overlay.mp4"), "--exit-on-disconnect"]
+                    str(out_dir / "overlay.mp4"), "--snapshot-every", str(SNAPSHOT_EVERY),
+                    str(out_dir / "snapshots"), "--exit-on-disconnect"]
         print("demo: viewer", " ".join(view_cmd[2:]))
         viewer = subprocess.Popen(view_cmd, cwd=REPO, stdout=subprocess.DEVNULL,
                                   stderr=viewer_log.open("w"))
@@ -226,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     if wrote and view_code == 0:
         elapsed = time.monotonic() - t0
         print(f"demo: overlay video {wrote.group(2)} ({wrote.group(1)} frames, "
-              f"~{int(wrote.group(1)) / elapsed:.1f} rendered/s over the demo)")
+              f"~{int(wrote.group(1)) / elapsed:.1f} rendered/s over the demo); "
+              f"stills in {out_dir / 'snapshots'}")
     else:
         print(f"demo: the viewer failed (exit {view_code}); see {viewer_log}")
         failed = True

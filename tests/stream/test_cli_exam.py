@@ -112,6 +112,7 @@ def test_exam_demo_writes_overlay_video_and_report(tmp_path: Path) -> None:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) >= 30 and frames[0].shape[0] >= 540 and frames[-1].std() > 5
 
+    assert sorted((out / "snapshots").glob("overlay_*.png"))  # docs/img/overlay_demo.png is such a still
     html = next(out.glob("*.report.html")).read_text()
     assert f"LUS score {total} / 42" in html and "NOT FOR CLINICAL USE" in html
     assert next(out.glob("*.report.png")).stat().st_size > 10_000
