@@ -66,6 +66,7 @@ class Summary:
         self.errors = 0
         self.exam: dict[str, Any] | None = None  # newest exam message
         self.lag_ms: list[float] = []
+        self.frames_span: list[float] = []  # monotonic arrival of the first and the last frame message
 
     def add(self, topic: str, msg: dict[str, Any]) -> None:
         self.total[topic] += 1
@@ -74,9 +75,12 @@ class Summary:
         if topic == "exam":
             self.exam = msg
         if topic == "frame":
+            self.frames_span[1:] = [time.monotonic()]
             self.lag_ms.append((time.monotonic_ns() - msg["t_capture_ns"]) / 1e6)
 
     def line(self, elapsed: float) -> str:
+        if not self.total:
+            return f"[{elapsed:5.1f}s] waiting for the engine (starting, loading models)"
         parts = [f"[{elapsed:5.1f}s] frames {self.window['frame']:3d}/s"]
         f, v, st = self.latest.get("frame"), self.latest.get("video"), self.latest.get("status")
         if f is not None:
@@ -95,7 +99,7 @@ class Summary:
             parts.append(f"drops {st['drops']['capture']}")
         ex = self.exam
         if ex is not None and ex["state"] == "running":
-            parts.append(f"exam zone {ex['zone']} {ex['scored']}/{ex['n_zones']} scored, "
+            parts.append(f"exam zone {ex['zone'] or '-'} {ex['scored']}/{ex['n_zones']} scored, "
                          f"partial {ex['partial_total']}")
         if self.errors:
             parts.append(f"INVALID {self.errors}")
@@ -226,9 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     if recording:
         print(f"demo: recording {recording}")
     if wrote and view_code == 0:
-        elapsed = time.monotonic() - t0
-        print(f"demo: overlay video {wrote.group(2)} ({wrote.group(1)} frames, "
-              f"~{int(wrote.group(1)) / elapsed:.1f} rendered/s over the demo); "
+        span = summary.frames_span[-1] - summary.frames_span[0] if summary.frames_span else 0.0
+        rate = f"{int(wrote.group(1)) / span:.1f}" if span > 0 else "?"
+        print(f"demo: overlay video {wrote.group(2)} ({wrote.group(1)} frames rendered while "
+              f"{summary.total['frame']} were scored in {span:.0f} s: {rate} rendered/s); "
               f"stills in {out_dir / 'snapshots'}")
     else:
         print(f"demo: the viewer failed (exit {view_code}); see {viewer_log}")
