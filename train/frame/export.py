@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from engines import manifest as mf
+from engines.torch_backend import save_torch_export
 
 CLASS_NAMES = ["score 0", "score 1", "score 2", "score 3"]
 PARITY_TOLERANCE = 1e-4
@@ -164,4 +165,7 @@ def export_frame_model(
     metrics = {**(metrics or {}), "onnx_parity_max_abs_diff": diff}
     manifest = frame_manifest(onnx_path, input_hw, name, version, training, metrics, parameters)
     manifest_path = mf.write_manifest(manifest, mf.manifest_path_for(onnx_path))
+    # the same graph as a torch.export program beside it, for the PyTorch backend (GPU boxes without
+    # TensorRT, parity checks, the benchmark's naive loop); tied to the ONNX by its sha256
+    save_torch_export(FrameScorer(model).eval(), (torch.rand(2, 1, *input_hw),), manifest_path)
     return onnx_path, manifest_path, diff
