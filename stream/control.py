@@ -23,7 +23,7 @@ import msgpack
 import zmq
 
 from stream import wire
-from stream.publisher import check_bind_address
+from stream.publisher import bind_socket, check_bind_address
 from stream.security import CurveServer
 
 DEFAULT_CTRL = "tcp://127.0.0.1:5556"
@@ -63,14 +63,7 @@ class ControlServer:
         self._sock = self._ctx.socket(zmq.REP)
         self._sock.setsockopt(zmq.LINGER, 100)
         self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
-        if curve is not None:
-            curve.apply(self._sock)
-        try:
-            self._sock.bind(endpoint)
-        except zmq.ZMQError as err:
-            self._sock.close(0)
-            msg = f"cannot bind the control socket to {endpoint}: {err} (is another engine running?)"
-            raise OSError(msg) from err
+        bind_socket(self._sock, endpoint, "control socket", curve)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.register("help", self._help, "list the commands and what they do")

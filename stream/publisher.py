@@ -48,6 +48,18 @@ def check_bind_address(
         raise BindRefused(f"{what}: {err}") from None
 
 
+def bind_socket(sock: zmq.Socket, endpoint: str, what: str, curve: CurveServer | None) -> None:
+    """Make ``sock`` a CURVE server when keys are given, then bind it; a failed bind closes the
+    socket and raises :class:`OSError` naming the endpoint (the usual cause: another engine)."""
+    if curve is not None:
+        curve.apply(sock)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as err:
+        sock.close(0)
+        raise OSError(f"cannot bind the {what} to {endpoint}: {err} (is another engine running?)") from err
+
+
 class Publisher:
     """Publishes wire messages on a PUB socket and appends them to an optional recorder."""
 
@@ -76,14 +88,7 @@ class Publisher:
         self._sock = self._ctx.socket(zmq.PUB)
         self._sock.setsockopt(zmq.SNDHWM, int(sndhwm))
         self._sock.setsockopt(zmq.LINGER, int(linger_ms))
-        if curve is not None:
-            curve.apply(self._sock)
-        try:
-            self._sock.bind(endpoint)
-        except zmq.ZMQError as err:
-            self._sock.close(0)
-            msg = f"cannot bind the PUB socket to {endpoint}: {err} (is another engine running?)"
-            raise OSError(msg) from err
+        bind_socket(self._sock, endpoint, "PUB socket", curve)
         self.closed = False
 
     def publish(
