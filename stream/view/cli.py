@@ -154,15 +154,22 @@ def tile(canvases: list[np.ndarray]) -> np.ndarray:
                       for c in canvases])
 
 
+HEADLESS_OPENCV = (
+    "lus-view: a display exists but this OpenCV build has no GUI (the runtime installs "
+    "opencv-python-headless). For a window: pip uninstall -y opencv-python-headless && "
+    "pip install opencv-python. Meanwhile use --out FILE.mp4, --snapshot-every N DIR or --print."
+)
+
+
 def display_available() -> bool:
     has_display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     if not (has_display or sys.platform in ("win32", "darwin")):
         return False
-    try:
-        cv2.namedWindow(WINDOW_PREFIX + "probe")
+    try:  # a headless OpenCV build raises here (imshow is the call every build implements or refuses)
+        cv2.imshow(WINDOW_PREFIX + "probe", np.zeros((2, 2, 3), np.uint8))
         cv2.destroyWindow(WINDOW_PREFIX + "probe")
         return True
-    except cv2.error:  # headless OpenCV build
+    except cv2.error:
         return False
 
 
@@ -206,9 +213,15 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.client_key) != bool(args.server_key):
         print("lus-view: CURVE needs both --client-key and --server-key", file=sys.stderr)
         return 2
-    window = args.window == "yes" or (args.window == "auto" and display_available())
-    if args.window == "yes" and not display_available():
-        print("lus-view: --window yes but no display (or a headless OpenCV): use --out/--snapshot-every",
+    can_show = args.window != "no" and display_available()
+    window = args.window != "no" and can_show
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if args.window != "no" and not can_show and has_display:
+        print(HEADLESS_OPENCV, file=sys.stderr)
+        if args.window == "yes":
+            return 2
+    elif args.window == "yes" and not can_show:
+        print("lus-view: --window yes but there is no display: use --out FILE.mp4 or --snapshot-every N DIR",
               file=sys.stderr)
         return 2
     snapshot_n, snapshot_dir = (int(args.snapshot_every[0]), Path(args.snapshot_every[1])) \
