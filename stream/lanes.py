@@ -57,11 +57,20 @@ class ModelSet:
     notes: list[str] = field(default_factory=list)
 
 
+# A model is named by its ONNX manifest (or, for the aggregator, a parameter-only one); the torch
+# program (NAME.torch.json) and TensorRT plans beside it are found from there by engines.load_engine
+# for the backend asked for, so they must not count as models of their own.
+SECONDARY_FORMATS = ("torch-export", "tensorrt-plan")
+
+
 def _task(path: Path) -> str | None:
     try:
-        return json.loads(path.read_text()).get("task")
-    except (OSError, ValueError, AttributeError):
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
+    if not isinstance(manifest, dict) or manifest.get("format") in SECONDARY_FORMATS:
+        return None
+    return manifest.get("task")
 
 
 def find_models(engines_dir: str | Path) -> ModelSet:

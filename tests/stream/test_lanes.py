@@ -91,6 +91,22 @@ def test_find_models(tiny_models: Path, tmp_path: Path) -> None:
     assert find_models(tmp_path).aggregator == tmp_path / "frame" / "agg.json"
 
 
+def test_find_models_counts_each_model_once_beside_its_torch_program(tmp_path: Path) -> None:
+    # NAME.torch.json (and plan manifests) sit beside NAME.json: one model, not two
+    testing = pytest.importorskip("engines.testing")
+    testing.make_tiny_onnx(tmp_path / "seg", "seg", name="seg-a", seed=1, size_hw=(26, 20), torch_export=True)
+    assert (tmp_path / "seg" / "seg-a.torch.json").is_file()
+    assert [p.name for p in find_models(tmp_path).seg] == ["seg-a.json"]
+
+
+def test_find_models_on_the_shipped_models() -> None:
+    found = find_models(Path(__file__).resolve().parents[2] / "models")
+    if found.frame is None:
+        pytest.skip("no shipped models in models/")
+    assert found.frame.name == "regstn.json" and found.aggregator is not None
+    assert sorted(p.name for p in found.seg) == ["deeplabv3p.json", "unet.json", "unetpp.json"]
+
+
 def test_scoring_batch_equals_single_frames(tiny_models: Path) -> None:
     lane = ScoringLane(load_model(tiny_models / "frame" / "tiny-frame.json", "onnxruntime", threads=1))
     frames = [Prepared(_frame(i, seed=i)) for i in range(3)]
