@@ -87,6 +87,10 @@ class OrtEngine(Engine):
         opts.intra_op_num_threads = int(threads) if threads else default_threads()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3  # errors only: provider fallbacks are reported by .providers
+        if opts.intra_op_num_threads > 1:
+            # spinning workers burn the cores another lane needs (measured: 2 segmentation threads
+            # beside the scoring lane ran 5.0 runs/s spinning, 10.3 without; docs/performance.md)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.threads = opts.intra_op_num_threads
         path = model_file_path(manifest, manifest_path)
         try:

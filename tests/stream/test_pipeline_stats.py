@@ -38,8 +38,8 @@ def test_rate_meter() -> None:
 
 
 @pytest.mark.parametrize(("cores", "seg", "expected"),
-                         [(1, True, (1, 1)), (2, True, (1, 1)), (2, False, (1, 0)), (4, True, (1, 2)),
-                          (16, True, (7, 8)), (16, False, (15, 0)), (None, True, (1, 1))])
+                         [(1, True, (1, 1)), (2, True, (1, 2)), (2, False, (1, 0)), (4, True, (1, 3)),
+                          (16, True, (7, 9)), (16, False, (15, 0)), (None, True, (1, 1))])
 def test_thread_budget(cores, seg, expected) -> None:
     assert thread_budget(cores, seg) == expected
 
