@@ -38,6 +38,17 @@ FRAME_STAGES = ("wait", "preprocess", "infer", "aggregate", "publish")
 SEG_STAGES = ("wait", "preprocess", "infer", "publish")
 
 
+def _finish_subscriber(sub: subprocess.Popen, mon: ProcessMonitor) -> None:
+    """Let the subscriber process write its samples (it ends on its own), then stop monitoring."""
+    try:
+        sub.wait(10)
+    except subprocess.TimeoutExpired:
+        sub.terminate()
+        sub.wait(5)
+    mon.stop()
+    if sub.stdout is not None:
+        sub.stdout.close()
+
 def stage_engines(src: Path, backend: str, dst: Path, seg_src: Path | None = None) -> Path:
     """A model folder holding only ``backend``'s artefacts (symlinks), so each lane finds one file per model.
 
@@ -209,14 +220,7 @@ def run_engine(run: EngineRun, workdir: Path, progress: Any = None) -> dict[str,
                     last = n
         code = engine.wait()
     wall = time.monotonic() - t0
-    try:
-        sub.wait(10)
-    except subprocess.TimeoutExpired:
-        sub.terminate()
-        sub.wait(5)
-    mon.stop()
-    if sub.stdout is not None:
-        sub.stdout.close()
+    _finish_subscriber(sub, mon)
     files = sorted(record_dir.glob("*.lusr.msgpack"))
     if not files:
         tail = (workdir / "engine.log").read_text(errors="replace")[-2000:]
@@ -414,14 +418,7 @@ def run_naive(
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
-    try:
-        sub.wait(10)
-    except subprocess.TimeoutExpired:
-        sub.terminate()
-        sub.wait(5)
-    mon.stop()
-    if sub.stdout is not None:
-        sub.stdout.close()
+    _finish_subscriber(sub, mon)
     lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (workdir / "naive.log").read_text(errors="replace")[-2000:]
