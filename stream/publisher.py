@@ -112,7 +112,7 @@ class Publisher:
             except zmq.Again:  # HWM reached with no peer able to take it: drop, never block
                 self.dropped += 1
             if self.recorder is not None and topic not in self.unrecorded:
-                self.recorder.append(topic, msg, payloads)
+                self.recorder.append(topic, msg, payloads, packed=parts[1])
             return msg["t_publish_ns"]
 
     def close(self) -> None:

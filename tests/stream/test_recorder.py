@@ -86,3 +86,19 @@ def test_fsync_happens_in_the_background_within_the_interval(tmp_path: Path, mon
     assert calls and calls[0] == "recorder-fsync"
     rec.close()
     assert calls[-1] == threading.current_thread().name  # close() syncs before closing
+
+
+def test_spliced_wire_bytes_write_the_same_record(tmp_path: Path) -> None:
+    # the publisher hands over the map it already packed for the wire; the file must not change
+    msg = wire.example("frame")
+    packed = wire.pack(msg)
+    paths = [tmp_path / "a.lusr.msgpack", tmp_path / "b.lusr.msgpack"]
+    for path, spliced in zip(paths, (False, True), strict=True):
+        with Recorder(path, "s", meta={}) as rec:
+            rec.append("frame", msg, [b"\x00\x01"], packed=packed if spliced else None)
+    record = wire.pack({"record": "message", "topic": "frame", "msg": msg, "payloads": [b"\x00\x01"]})
+    assert paths[0].read_bytes().endswith(record) and paths[1].read_bytes().endswith(record)
+    back = read_results(paths[1])
+    assert len(back.records) == 1
+    assert back.records[0].topic == "frame" and back.records[0].payloads == [b"\x00\x01"]
+    assert back.records[0].msg == wire.unpack(packed)
