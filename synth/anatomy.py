@@ -146,8 +146,9 @@ class LungState:
     cls: np.ndarray  # uint8 [D_OFF + rows, world + pad]
     pleura_offset: np.ndarray  # float32 [world] rows (irregularity)
     pleura_gain: np.ndarray  # float32 [world] (gaps, fragmentation)
-    pleura_width: float  # multiplier of the healthy pleura thickness
-    aline_strength: float
+    pleura_width: np.ndarray  # float32 [world]: multiplier of the healthy pleura thickness
+    aline_strength: np.ndarray  # float32 [world]: A-line visibility (1 = healthy)
+    involvement: np.ndarray  # float32 [world] in [0, 1]: where the score's signs are (the lesion)
 
 
 def _blob_weight(
@@ -174,20 +175,35 @@ def make_lung_state(
     lung_rows = rows - zp_mean
     rpc, lpc = geo.rows_per_cm, geo.lines_per_cm
 
-    irr = cfg.pleura_irregularity_cm[score] * rpc
+    # The lesion: a lateral window of the lung (centred in the view, so the sign that defines the
+    # score is always visible) where this score's signs are; outside it the lung looks healthy.
+    # Real LUS findings are focal (Roy et al. 2020 §I: "localised" artefacts); score 0 has none.
+    centre = float(rng.uniform(*cfg.lesion_centre_frac) * lines)
+    half = float(rng.uniform(*cfg.lesion_width_frac[score]) * lines / 2)
+    dx_c = np.abs(((np.arange(world, dtype=np.float32) - centre + world / 2) % world) - world / 2)
+    edge = max(1.0, cfg.lesion_edge_frac * lines)
+    involvement = np.clip((half - dx_c) / edge + 0.5, 0.0, 1.0).astype(np.float32)
+    if score == 0:
+        involvement[:] = 0.0
+
+    irr0, irr_s = cfg.pleura_irregularity_cm[0], cfg.pleura_irregularity_cm[score]
+    irr = rpc * (irr0 + (irr_s - irr0) * involvement)
     offset = irr * (0.6 * smooth_noise(rng, world, 3.0) + 0.4 * smooth_noise(rng, world, 12.0))
-    gain = 1.0 + 0.08 * smooth_noise(rng, world, 10.0)
-    width = 1.0
+    healthy_gain = 1.0 + 0.08 * smooth_noise(rng, world, 10.0)
+    gain = healthy_gain
+    width = np.ones(world, np.float32)
     if score >= 1:
-        gain = 0.8 + 0.3 * smooth_noise(rng, world, 4.0)
-        width = 1.35
+        gain = healthy_gain * (1 - involvement) + (0.8 + 0.3 * smooth_noise(rng, world, 4.0)) * involvement
+        width = 1.0 + 0.35 * involvement
     gain = np.clip(gain, 0.15, 1.3)
+    a0, a_s = cfg.aline_strength_by_score[0], cfg.aline_strength_by_score[score]
+    aline = (a0 + (a_s - a0) * involvement).astype(np.float32)
 
     def central() -> float:
-        return float(rng.uniform(0.3, 0.7) * lines)
+        return centre + float(rng.uniform(-0.15, 0.15)) * half
 
     def anywhere() -> float:
-        return float(rng.uniform(0.12, 0.88) * lines)
+        return centre + float(rng.uniform(-0.85, 0.85)) * half
 
     def add_bline(c: float, top: float = 0.0, level: float | None = None, sigma: float | None = None) -> None:
         sig = sigma if sigma is not None else rng.uniform(*cfg.bline_sigma_cm) * lpc
@@ -237,7 +253,6 @@ def make_lung_state(
         large = (not white) or rng.random() < 0.3
         if white:
             c = central()
-            half = rng.uniform(*cfg.white_lung_width_frac) * lines / 2
             dx = np.abs(((xw - c + world / 2) % world) - world / 2)
             lateral = np.clip((half - dx) / 4.0, 0, 1)
             lev = cfg.white_lung_level * (1.0 - 0.35 * np.clip(d / max(lung_rows, 1), 0, 1))
@@ -245,10 +260,10 @@ def make_lung_state(
             wl = (lateral * lev * ripple * (d >= -1)).astype(np.float32)
             tex[..., 0] = np.maximum(tex[..., 0], wl)
             cls[(lateral > 0.5) & (d >= -2)] = 3
-            width = 1.8
+            width = np.maximum(width, 1.0 + 0.8 * lateral[0]).astype(np.float32)
         if large:
             c = central()
-            ax = rng.uniform(*cfg.large_consolidation_width_frac) * lines / 2
+            ax = min(half, rng.uniform(*cfg.large_consolidation_width_frac) * lines / 2)
             ay = rng.uniform(*cfg.large_consolidation_depth_frac) * lung_rows
             x0, x1 = int(c - 1.5 * ax), int(c + 1.5 * ax) + 1
             y1 = min(hl, int(D_OFF + 1.5 * ay) + 1)
@@ -283,6 +298,7 @@ def make_lung_state(
         cls=wrap_pad(cls, pad),
         pleura_offset=offset.astype(np.float32),
         pleura_gain=gain.astype(np.float32),
-        pleura_width=width,
-        aline_strength=cfg.aline_strength_by_score[score],
+        pleura_width=np.asarray(width, np.float32),
+        aline_strength=aline,
+        involvement=involvement,
     )

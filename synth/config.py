@@ -166,7 +166,14 @@ class SimConfig:
     )
     aline_strength_by_score: tuple[float, float, float, float] = (1.0, 0.35, 0.12, 0.0)
 
-    # --- scores 1-3: B-lines, consolidations, white lung -------------------------------------
+    # --- scores 1-3: the lesion (where a score's signs are), B-lines, consolidations, white lung
+    # Findings are focal: each score >= 1 draws a lateral window (its width a fraction of the image
+    # width, centred within lesion_centre_frac) holding the irregular thick pleura, the lost A-lines,
+    # the B-lines and consolidations; the lung outside it looks healthy. Score 3's window is the
+    # white-lung width.
+    lesion_centre_frac: tuple[float, float] = (0.35, 0.65)
+    lesion_width_frac: tuple[tuple[float, float], ...] = ((0.0, 0.0), (0.3, 0.6), (0.3, 0.6), (0.45, 0.85))
+    lesion_edge_frac: float = 0.05  # soft edge of the window, fraction of the image width
     blines_by_score: tuple[tuple[int, int], ...] = ((0, 0), (1, 4), (1, 3), (0, 3))
     bline_sigma_cm: tuple[float, float] = (0.05, 0.13)  # lateral Gaussian sigma of one B-line
     bline_level: tuple[float, float] = (0.07, 0.18)
@@ -182,7 +189,6 @@ class SimConfig:
     large_consolidation_width_frac: tuple[float, float] = (0.3, 0.6)  # of the image width
     large_consolidation_depth_frac: tuple[float, float] = (0.25, 0.5)  # of the lung depth in view
     white_lung_probability: float = 0.5  # score 3: white lung (else/also a large consolidation)
-    white_lung_width_frac: tuple[float, float] = (0.45, 0.85)
     white_lung_level: float = 0.12
 
     # --- masks (what an annotator would contour) ---------------------------------------------

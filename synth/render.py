@@ -130,14 +130,14 @@ class Renderer:
         xs_lung = self.lines_ar + np.float32(o)
 
         zp = periodic_interp(xs_wall, wall.pleura_rows) + self.flat_rows + np.float32(dz)
-        aline_strength = 0.0
-        pwidth = 0.0
+        aline_strength = np.zeros(lines, np.float32)
+        pwidth = np.zeros(lines, np.float32)
         pgain = np.zeros(lines, np.float32)
         for st, w in states:
             zp += w * periodic_interp(xs_lung, st.pleura_offset)
             pgain += w * periodic_interp(xs_lung, st.pleura_gain)
-            aline_strength += w * st.aline_strength
-            pwidth += w * st.pleura_width
+            aline_strength += w * periodic_interp(xs_lung, st.aline_strength)
+            pwidth += w * periodic_interp(xs_lung, st.pleura_width)
         zp = np.maximum(zp, np.float32(1.0))  # tiny frames: keep the pleura inside the grid
         dmap = self.z - zp[None, :]  # rows below the pleura
 
@@ -166,7 +166,7 @@ class Renderer:
         ridx = np.minimum(self.z * (np.float32(LUT_PER_UNIT) / zp[None, :]), LUT_UNITS * LUT_PER_UNIT - 1)
         ridx = ridx.astype(np.int32)
         breath_a = np.float32(0.85 + 0.15 * math.cos(2 * np.pi * t / self.breath_period + self.breath_phase))
-        aline = self.lut_aline[ridx] * np.float32(aline_strength) * breath_a
+        aline = self.lut_aline[ridx] * (aline_strength * breath_a)[None, :]
         erase = np.clip(1.0 - bline * np.float32(1.0 / cfg.bline_erase_level), 0.0, 1.0)
         lung = np.float32(cfg.lung_background) + aline * erase + bline * flicker
         lung += cons_w * (cons_e - lung)
@@ -175,12 +175,13 @@ class Renderer:
         spk = np.where(above, wall_spk, lung_spk)
 
         # Pleural line (only a band of rows needs the Gaussian).
-        sig = np.float32(self.pleura_sigma * max(pwidth, 0.5))
-        top = max(0, int(zp.min() - 4 * sig) - 1)
-        bot = min(rows, int(zp.max() + 4 * sig) + 2)
+        sig = np.float32(self.pleura_sigma) * np.maximum(pwidth, np.float32(0.5))  # per scan line
+        top = max(0, int(zp.min() - 4 * sig.max()) - 1)
+        bot = min(rows, int(zp.max() + 4 * sig.max()) + 2)
         if bot > top:
             band = dmap[top:bot]
-            echo[top:bot] += (pgain * np.float32(cfg.pleura_level))[None, :] * np.exp(-((band / sig) ** 2))
+            line = np.exp(-((band / sig[None, :]) ** 2))
+            echo[top:bot] += (pgain * np.float32(cfg.pleura_level))[None, :] * line
 
         # Ribs: bright cortex, acoustic shadow beneath (only the rib columns are touched).
         rib_w = periodic_interp(xs_wall, wall.rib_weight)

@@ -206,3 +206,34 @@ def test_motion_moves_the_lung_against_the_chest_wall() -> None:
     wall = np.abs(np.diff(f[:, 5 : zp - 8], axis=0)).mean()
     lung = np.abs(np.diff(f[:, zp + 8 :], axis=0)).mean()
     assert lung > 1.2 * wall > 0
+
+
+def test_findings_are_focal_alines_survive_outside_the_lesion() -> None:
+    """Scores 1-2 live in a lateral lesion window: under it the A-lines fade, beside it they stay (as
+    in score 0), and the annotated signs stay inside the window."""
+    cfg = SimConfig(
+        lesion_centre_frac=(0.5, 0.5),
+        lesion_width_frac=((0.0, 0.0), (0.3, 0.3), (0.3, 0.3), (0.45, 0.45)),
+        probe_drift_frac=0.0,
+        rib_probability={"convex": 0.0, "linear": 0.0},
+    )
+    for score in (1, 2):
+        for seed in (1, 2, 3):
+            c = simulate_clip(
+                ClipSpec(seed=seed, n_frames=2, probe="linear", schedule=[(0, score)], height=H, width=W), cfg
+            )
+            rows, cols, zp = lung_box(c)
+            img, m = c.frames[-1, rows, cols].astype(float), c.masks[-1, rows, cols]
+            n = img.shape[1]
+
+            def aline_contrast(sel: np.ndarray, img: np.ndarray = img, zp: int = zp) -> float:
+                prof = np.median(img[:, sel], axis=1)  # first A-line (2× the pleural depth) vs haze
+                haze = np.median(prof[int(1.4 * zp) : int(1.7 * zp)])
+                return float(prof[2 * zp - 2 : 2 * zp + 3].max() - haze)
+
+            beside = np.r_[0 : int(0.15 * n), int(0.85 * n) : n]
+            under = np.arange(int(0.42 * n), int(0.58 * n))
+            a_beside, a_under = aline_contrast(beside), aline_contrast(under)
+            assert a_beside > 30 and a_under < 0.5 * a_beside, (score, seed, a_beside, a_under)
+            signed = np.nonzero((m < 4).any(axis=0))[0] / n
+            assert signed.min() > 0.15 and signed.max() < 0.85, (score, seed, signed.min(), signed.max())
