@@ -12,6 +12,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "frame": ("train.commands.frame", "train a frame scorer (Reg-STN or a Table I baseline)"),
     "aggregator": ("train.commands.aggregator", "train the uninorm clip aggregator from frame probabilities"),
+    "frame-probs": ("train.commands.frame_probs", "per-frame probabilities of a trained frame model"),
     "evaluate": ("train.commands.evaluate", "Table I: frame models under evaluation settings 1-3"),
     "export": ("train.commands.export", "export a frame model / aggregator to ONNX + manifest"),
     "seg": ("train.commands.seg", "train a segmentation model (U-Net, U-Net++, DeepLabv3+)"),

@@ -135,6 +135,18 @@ def test_cli_train_evaluate_export_round_trip(tmp_path: Path) -> None:
     )
     test_patients = json.loads((run / "splits.json").read_text())["test"]
     assert {v["patient_id"] for v in json.loads(probs.read_text())["videos"]} == set(test_patients)
+    # lus-train frame-probs: the same model over a dataset, here all of it, then its own test split.
+    from train.commands import frame_probs as frame_probs_cmd
+
+    every = tmp_path / "every.json"
+    assert frame_probs_cmd.main([str(run), "--out", str(every), "--quiet", *common]) == 0
+    doc = json.loads(every.read_text())
+    assert len(doc["videos"]) == 8 and sum(len(v["probs"]) for v in doc["videos"]) == 48
+    again = tmp_path / "again.json"
+    assert frame_probs_cmd.main([str(run), "--out", str(again), "--split", "test", "--quiet", *common]) == 0
+    assert json.loads(again.read_text()) == json.loads(probs.read_text())  # same model, same frames
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        frame_probs_cmd.main([str(tmp_path / "nowhere"), "--out", str(again), *common])
     out = tmp_path / "eval"
     assert (
         evaluate_cmd.main([str(run), "--out", str(out), "--k", "1", "--agree", "3", "--quiet", *common]) == 0

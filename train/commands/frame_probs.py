@@ -1,0 +1,67 @@
+"""``lus-train frame-probs``: run a trained frame model over a dataset and write its per-frame
+probabilities in the aggregator's input format (issue 3, ``train.frame.probs``).
+
+    lus-train frame-probs runs/frame/regstn --data data/new-patients --out probs.json
+
+The dataset need not be the one the model was trained on: scoring patients the frame model never
+saw is how the clip aggregator gets honest inputs (paper §IV-B.4). ``--split`` keeps only the run's
+own train or test patients (with the training dataset); ``all`` (default) scores every clip.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from train.frame.sources import add_data_args, load_table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="lus-train frame-probs",
+        description="Per-frame probabilities of a trained frame model, in the aggregator's JSON format.",
+    )
+    ap.add_argument("run", type=Path, help="run folder (or last.pt) of lus-train frame")
+    ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    ap.add_argument(
+        "--split",
+        choices=("all", "train", "test"),
+        default="all",
+        help="all clips (default), or only the run's own train / test patients",
+    )
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_data_args(ap)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    from train.frame.loop import load_checkpoint
+    from train.frame.probs import dump_frame_probs
+
+    torch.set_num_threads(1)
+    ckpt_path = args.run / "last.pt" if args.run.is_dir() else args.run
+    if not ckpt_path.is_file():
+        raise SystemExit(f"{ckpt_path}: no checkpoint; train one with `lus-train frame --out {args.run}`")
+    model, cfg, ckpt = load_checkpoint(ckpt_path)
+    table = load_table(args, tuple(cfg.input_hw), progress=not args.quiet)
+    if args.split != "all":
+        patients = ckpt.get("splits", {}).get(args.split)
+        if not patients:
+            raise SystemExit(f"{ckpt_path}: the checkpoint records no {args.split} patients; use --split all")
+        missing = sorted(set(patients) - set(table.patients()))
+        if missing:
+            raise SystemExit(
+                f"--split {args.split}: patients {missing[:5]} of {ckpt_path} are not in this dataset; "
+                "use the run's training data or --split all"
+            )
+        table = table.select_patients(patients)
+    path = dump_frame_probs(model, table, args.out, cfg.eval_batch)
+    print(f"{path}: {len(table.videos)} clips, {len(table)} frames ({cfg.model}, {ckpt_path})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
