@@ -35,6 +35,10 @@ def test_paper_preset_matches_the_paper() -> None:
     )
     ce = make_config("cpu", "cnn-ce", ["epochs=3", "input_hw=[96,96]", "augment.hflip_p=0"])
     assert (ce.arch, ce.loss, ce.epochs, ce.input_hw, ce.augment.hflip_p) == ("cnn", "ce", 3, (96, 96), 0.0)
+    # The cpu preset's consistency weight (0.1, chosen on validation patients) yields to a variant's own.
+    assert make_config("cpu", "regstn").w_consistency == 0.1
+    assert make_config("paper", "regstn").w_consistency == 1.0
+    assert make_config("cpu", "stn-sord").w_consistency == 0.0
     with pytest.raises(ValueError, match="unknown config key"):
         make_config("cpu", "regstn", ["nonsense=1"])
 

@@ -94,8 +94,16 @@ class FrameConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # centred crops and 10x LR on the θ heads: the published init (0.3, 0.3) leaves the crops below the
-    # pleural line and a 16-epoch schedule does not give the STN time to move (docs/frame_model.md)
-    "cpu": {"cpu_budget_min": 14.0, "eval_every": 2, "init_translation": (0.0, 0.0), "theta_lr_mult": 10.0},
+    # pleural line and a 16-epoch schedule does not give the STN time to move; consistency weight 0.1:
+    # chosen on a validation split of the training patients (94.6 vs 78.0 % weighted F1 at epoch 10),
+    # weight 1 holds the short schedule back (docs/frame_model.md)
+    "cpu": {
+        "cpu_budget_min": 14.0,
+        "eval_every": 2,
+        "init_translation": (0.0, 0.0),
+        "theta_lr_mult": 10.0,
+        "w_consistency": 0.1,
+    },
     "paper": {
         "input_hw": (224, 224),
         "width": 1.0,
