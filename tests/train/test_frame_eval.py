@@ -154,6 +154,8 @@ def test_cli_train_evaluate_export_round_trip(tmp_path: Path) -> None:
     assert "| Reg-STN" in (out / "table1.md").read_text()
     assert (out / "crops-run.png").is_file() and (out / "confusion-run.png").is_file()
     onnx_path = tmp_path / "models" / "toy.onnx"
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        export_cmd.main([str(tmp_path / "nowhere"), "--out", str(onnx_path)])
     assert export_cmd.main([str(run), "--out", str(onnx_path), "--metrics", str(out / "results.json")]) == 0
     m = load_manifest(onnx_path.with_suffix(".json"))
     assert "Setting 1" in m["metrics"]["weighted_f1_percent"] and m["training"]["synthetic_only"] is True

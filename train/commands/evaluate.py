@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from train.commands import run_checkpoint
 from train.frame.sources import add_data_args, load_table
 
 
@@ -58,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.names and len(args.names) != len(args.runs):
         raise SystemExit(f"--names gives {len(args.names)} names for {len(args.runs)} runs")
     for i, run in enumerate(args.runs):
-        ckpt_path = run / "last.pt" if run.is_dir() else run
-        if not ckpt_path.is_file():
-            raise SystemExit(f"{ckpt_path}: no checkpoint; train it with `lus-train frame --out {run}`")
+        ckpt_path = run_checkpoint(run)
         model, cfg, ckpt = load_checkpoint(ckpt_path)
         hw = tuple(cfg.input_hw)
         if hw not in tables:

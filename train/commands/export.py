@@ -14,6 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+from train.commands import run_checkpoint
+
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.frame.speed import count_gflop
 
     torch.set_num_threads(1)
-    ckpt_path = args.run / "last.pt" if args.run.is_dir() else args.run
+    ckpt_path = run_checkpoint(args.run)
     model, cfg, ckpt = load_checkpoint(ckpt_path)
     run_dir = ckpt_path.parent
     command = args.command

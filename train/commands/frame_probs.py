@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from train.commands import run_checkpoint
 from train.frame.sources import add_data_args, load_table
 
 
@@ -42,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.frame.probs import dump_frame_probs
 
     torch.set_num_threads(1)
-    ckpt_path = args.run / "last.pt" if args.run.is_dir() else args.run
-    if not ckpt_path.is_file():
-        raise SystemExit(f"{ckpt_path}: no checkpoint; train one with `lus-train frame --out {args.run}`")
+    ckpt_path = run_checkpoint(args.run)
     model, cfg, ckpt = load_checkpoint(ckpt_path)
     table = load_table(args, tuple(cfg.input_hw), progress=not args.quiet)
     if args.split != "all":
