@@ -220,3 +220,11 @@ class SimConfig:
             raise ValueError(f"n_clinicians must be >= 1, got {self.n_clinicians}")
         if self.transition_frames < 0:
             raise ValueError(f"transition_frames must be >= 0, got {self.transition_frames}")
+        lw = self.lesion_width_frac
+        if len(lw) != 4 or any(len(r) != 2 or not 0.0 <= r[0] <= r[1] <= 1.0 for r in lw):
+            raise ValueError(
+                f"lesion_width_frac needs one (min, max) pair per score 0-3, 0 <= min <= max <= 1; got {lw}"
+            )
+        lo, hi = self.lesion_centre_frac
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"lesion_centre_frac must be (min, max), 0 <= min <= max <= 1; got {(lo, hi)}")

@@ -237,3 +237,16 @@ def test_findings_are_focal_alines_survive_outside_the_lesion() -> None:
             assert a_beside > 30 and a_under < 0.5 * a_beside, (score, seed, a_beside, a_under)
             signed = np.nonzero((m < 4).any(axis=0))[0] / n
             assert signed.min() > 0.15 and signed.max() < 0.85, (score, seed, signed.min(), signed.max())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"lesion_width_frac": ((0.0, 0.0), (0.3, 0.6))},  # one pair per score
+        {"lesion_width_frac": ((0.0, 0.0), (0.6, 0.3), (0.3, 0.6), (0.45, 0.85))},  # min > max
+        {"lesion_centre_frac": (0.5, 1.2)},
+    ],
+)
+def test_bad_lesion_settings_are_named(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        SimConfig(**kwargs)
