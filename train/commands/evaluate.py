@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from train.commands import run_checkpoint
+from train.commands import load_run
 from train.frame.sources import add_data_args, load_table
 
 
@@ -40,8 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import torch
-
     from train.frame.config import TABLE1_LABELS
     from train.frame.evaluate import (
         predict,
@@ -50,17 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         table1_markdown,
         table1_scores,
     )
-    from train.frame.loop import load_checkpoint
 
-    torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     tables: dict[tuple[int, int], object] = {}
     rows, results = {}, {}
     if args.names and len(args.names) != len(args.runs):
         raise SystemExit(f"--names gives {len(args.names)} names for {len(args.runs)} runs")
     for i, run in enumerate(args.runs):
-        ckpt_path = run_checkpoint(run)
-        model, cfg, ckpt = load_checkpoint(ckpt_path)
+        model, cfg, ckpt, ckpt_path = load_run(run)
         hw = tuple(cfg.input_hw)
         if hw not in tables:
             tables[hw] = load_table(args, hw, progress=not args.quiet)

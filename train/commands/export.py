@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from train.commands import run_checkpoint
+from train.commands import load_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,15 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import torch
-
     from train.frame.export import export_frame_model
-    from train.frame.loop import load_checkpoint
     from train.frame.speed import count_gflop
 
-    torch.set_num_threads(1)
-    ckpt_path = run_checkpoint(args.run)
-    model, cfg, ckpt = load_checkpoint(ckpt_path)
+    model, cfg, ckpt, ckpt_path = load_run(args.run)
     run_dir = ckpt_path.parent
     command = args.command
     if command is None and (run_dir / "command.txt").is_file():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from train.commands import run_checkpoint
+from train.commands import load_run
 from train.frame.sources import add_data_args, load_table
 
 
@@ -37,14 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import torch
-
-    from train.frame.loop import load_checkpoint
     from train.frame.probs import dump_frame_probs
 
-    torch.set_num_threads(1)
-    ckpt_path = run_checkpoint(args.run)
-    model, cfg, ckpt = load_checkpoint(ckpt_path)
+    model, cfg, ckpt, ckpt_path = load_run(args.run)
     table = load_table(args, tuple(cfg.input_hw), progress=not args.quiet)
     if args.split != "all":
         patients = ckpt.get("splits", {}).get(args.split)
