@@ -63,6 +63,15 @@ def test_clip_label_is_the_majority() -> None:
     assert clip_label([], np.array([0, 2, 1])) == 2
 
 
+def test_clip_label_first_annotator_rule() -> None:
+    """The paper's aggregator labels: the first (most expert) clinician's score, not the majority."""
+    assert clip_label([3, 2, 2, 2, 1], rule="first") == 3
+    assert clip_label([3, 2, 2, 2, 1]) == 2
+    assert clip_label([], np.array([0, 2, 1]), rule="first") == 2  # no clinicians: highest frame score
+    with pytest.raises(ValueError, match=r"'last'.*majority"):
+        clip_label([1, 2], rule="last")
+
+
 def test_weighted_f1_and_table() -> None:
     y, p = np.array([0, 0, 1, 2, 3, 3]), np.array([0, 1, 1, 2, 3, 0])
     assert weighted_f1(y, p) == pytest.approx(100 * f1_score(y, p, average="weighted"))
@@ -102,6 +111,12 @@ def test_frame_probs_json_format(tmp_path: Path) -> None:
         assert len(v["probs"]) == 5 and all(len(r) == 4 and abs(sum(r) - 1) < 1e-3 for r in v["probs"])
     with_folds = frame_probs_document(table, np.full((len(table), 4), 0.25), folds={"T000": 0, "T001": 1})
     assert [v.get("fold") for v in with_folds["videos"]] == [0, 0, 1, 1]
+    for info in table.videos:  # dissenting clinician first: the two label rules now differ
+        info.clinician_scores = [(info.label + 1) % 4, *info.clinician_scores]
+    first = frame_probs_document(table, np.full((len(table), 4), 0.25), video_label="first")
+    majority = frame_probs_document(table, np.full((len(table), 4), 0.25))
+    assert [v["label"] for v in first["videos"]] == [i.clinician_scores[0] for i in table.videos]
+    assert all(f["label"] != m["label"] for f, m in zip(first["videos"], majority["videos"], strict=True))
 
 
 def test_cli_train_evaluate_export_round_trip(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from train.frame.config import MODELS, PRESETS, make_config
-from train.frame.sources import add_data_args, load_table, make_splits
+from train.frame.sources import add_data_args, add_video_label_arg, load_table, make_splits
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="which patients --dump-frame-probs covers (default all)",
     )
+    add_video_label_arg(ap)
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     add_data_args(ap)
     return ap
@@ -104,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.dump_frame_probs is not None:
             model, _, _ = load_checkpoint(result["checkpoint"])
             which = {"all": table, "train": train_t, "test": test_t}[args.dump_split]
-            path = dump_frame_probs(model, which, args.dump_frame_probs, cfg.eval_batch)
+            path = dump_frame_probs(
+                model, which, args.dump_frame_probs, cfg.eval_batch, video_label=args.video_label
+            )
             print(f"[{cfg.model}] frame probabilities of {len(which.videos)} videos -> {path}")
     return 0
 

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from train.commands import load_run
-from train.frame.sources import add_data_args, load_table
+from train.frame.sources import add_data_args, add_video_label_arg, load_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="all clips (default), or only the run's own train / test patients",
     )
+    add_video_label_arg(ap)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_args(ap)
     return ap
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 "use the run's training data or --split all"
             )
         table = table.select_patients(patients)
-    path = dump_frame_probs(model, table, args.out, cfg.eval_batch)
+    path = dump_frame_probs(model, table, args.out, cfg.eval_batch, video_label=args.video_label)
     print(f"{path}: {len(table.videos)} clips, {len(table)} frames ({cfg.model}, {ckpt_path})")
     return 0
 

@@ -40,6 +40,10 @@ class VideoInfo:
     def label(self) -> int:
         return clip_label(self.clinician_scores, self.frame_scores)
 
+    def label_by(self, rule: str) -> int:
+        """The clip label under ``rule`` (see :func:`clip_label`)."""
+        return clip_label(self.clinician_scores, self.frame_scores, rule)
+
     @property
     def max_agreeing(self) -> int:
         """How many clinicians gave the most common score (Setting 3 keeps videos with ≥ A)."""
@@ -48,9 +52,24 @@ class VideoInfo:
         return int(np.bincount(np.asarray(self.clinician_scores), minlength=4).max())
 
 
-def clip_label(clinician_scores: Sequence[int], frame_scores: np.ndarray | None = None) -> int:
-    """Majority of the clinicians' scores (ties → lower score); else the highest frame score."""
+VIDEO_LABEL_RULES = ("majority", "first")
+
+
+def clip_label(
+    clinician_scores: Sequence[int], frame_scores: np.ndarray | None = None, rule: str = "majority"
+) -> int:
+    """The clip's video-level label from its clinicians' scores; without any, the highest frame score.
+
+    ``rule="majority"`` (default): the most common score (ties → the lower score).
+    ``rule="first"``: the first clinician's score, the paper's protocol for the aggregator (§IV-B.4:
+    "the annotations produced by the first annotator, the clinician with the highest expertise";
+    list that clinician first in ``videos.csv``).
+    """
+    if rule not in VIDEO_LABEL_RULES:
+        raise ValueError(f"video label rule {rule!r} must be one of {list(VIDEO_LABEL_RULES)}")
     if len(clinician_scores):
+        if rule == "first":
+            return int(clinician_scores[0])
         return int(np.bincount(np.asarray(clinician_scores, dtype=np.int64), minlength=4).argmax())
     if frame_scores is None or len(frame_scores) == 0:
         raise ValueError("a clip needs clinician scores or frame scores to have a label")

@@ -1,7 +1,8 @@
 """Write per-frame probabilities in the aggregator's input format (issue 3):
 ``{"videos": [{"video_id", "patient_id", "label", "probs": [[p0, p1, p2, p3], ...], "fold"?}]}``,
-one row per frame in frame order; ``label`` is the clip label (majority of the clinicians' scores,
-ties → lower; see :func:`train.frame.data.clip_label`). ``fold`` is written only when given.
+one row per frame in frame order; ``label`` is the clip label (by default the majority of the
+clinicians' scores, ties → lower; ``video_label="first"`` takes the first clinician's, as the paper
+does — see :func:`train.frame.data.clip_label`). ``fold`` is written only when given.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from train.frame.data import FrameTable
 from train.frame.evaluate import predict
 
 
-def frame_probs_document(table: FrameTable, probs: np.ndarray, folds: dict[str, int] | None = None) -> dict:
+def frame_probs_document(
+    table: FrameTable, probs: np.ndarray, folds: dict[str, int] | None = None, video_label: str = "majority"
+) -> dict:
     """The JSON document for ``table`` given its per-frame probabilities [N, 4]."""
     videos = []
     for vi, v in enumerate(table.videos):
@@ -27,7 +30,7 @@ def frame_probs_document(table: FrameTable, probs: np.ndarray, folds: dict[str, 
         entry = {
             "video_id": v.video_id,
             "patient_id": v.patient_id,
-            "label": v.label,
+            "label": v.label_by(video_label),
             "probs": [[round(float(p), 6) for p in r] for r in rows],
         }
         if folds is not None and v.patient_id in folds:
@@ -42,10 +45,12 @@ def dump_frame_probs(
     path: str | Path,
     batch: int = 64,
     folds: dict[str, int] | None = None,
+    video_label: str = "majority",
 ) -> Path:
     """Run ``model`` over every frame of ``table`` and write the document to ``path``."""
     probs, _ = predict(model, table, batch)
+    doc = frame_probs_document(table, probs, folds, video_label)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(frame_probs_document(table, probs, folds), separators=(",", ":")))
+    path.write_text(json.dumps(doc, separators=(",", ":")))
     return path

@@ -8,7 +8,18 @@ import argparse
 import json
 from pathlib import Path
 
-from train.frame.data import FrameTable, load_layout, split_patients, synth_table
+from train.frame.data import VIDEO_LABEL_RULES, FrameTable, load_layout, split_patients, synth_table
+
+
+def add_video_label_arg(ap: argparse.ArgumentParser) -> None:
+    """``--video-label``: which clinicians' score becomes a clip's label in the aggregator's file."""
+    ap.add_argument(
+        "--video-label",
+        choices=VIDEO_LABEL_RULES,
+        default="majority",
+        help="clip label written with the probabilities: the clinicians' majority (default) or the "
+        "first clinician's score (the paper's protocol, §IV-B.4: the most expert annotator, listed first)",
+    )
 
 
 def add_data_args(ap: argparse.ArgumentParser) -> None:
