@@ -73,6 +73,23 @@ def test_train_evaluate_export_round_trip(tmp_path: Path) -> None:
     for png in ("fig5.png", "fig6.png"):
         img = cv2.imread(str(run / "eval" / png))
         assert img is not None and img.shape[0] > 100
+    # Any dataset folder, restricted to its splits.json test patients (here: the simulator's files).
+    from train.data.layout import read_splits
+    from train.data.synthetic import generate
+
+    ds = tmp_path / "ds"
+    generate(ds, patients=3, clips_per_patient=1, seed=2, frames=(6, 6), size_hw=(120, 160),
+             masks_per_clip=2, test_fraction=0.34, as_frames=True)  # fmt: skip
+    args = ["evaluate-seg", "--run", str(run), "--members", "unet", "--mc-k", "2", "--panels", "1",
+            "--uncertainty-panels", "1", "--data", str(ds), "--out", str(tmp_path / "ev")]  # fmt: skip
+    assert main([*args, "--split", "test"]) == 0
+    n_test = len(read_splits(ds)["test"])
+    assert f"2 frames, {n_test} patients" in (tmp_path / "ev" / "table.md").read_text()
+    with pytest.raises(SystemExit, match="needs --data"):
+        main(["evaluate-seg", "--run", str(run), "--members", "unet", "--sim", "2", "--split", "test"])
+    (ds / "splits.json").unlink()
+    with pytest.raises(SystemExit, match=r"splits\.json: no 'test' patient list"):
+        main([*args, "--split", "test"])
     out = tmp_path / "models"
     assert main(["export-seg", "--run", str(run), "--members", "unet", "--out", str(out)]) == 0
     m = load_manifest(out / "unet.json")

@@ -2,6 +2,7 @@
 
     lus-train evaluate-seg --run runs/seg-lite            # held-out patients saved by training
     lus-train evaluate-seg --run runs/seg-lite --data DIR # or any dataset folder / --sim N
+    lus-train evaluate-seg --run runs/seg-lite --data DIR --split test  # its splits.json test patients
 
 Writes RUN/eval/{table.md, metrics.json, fig5.png, fig6.png}.
 """
@@ -12,7 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
-from train.seg.sources import add_source_args, load_samples, load_source
+from train.seg.sources import add_source_args, load_samples, load_source, split_patients
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default="best.pt", help="file inside RUN/MEMBER/ (best.pt or last.pt)")
     ap.add_argument("--out", type=Path, default=None, help="default RUN/eval")
     add_source_args(ap)
+    ap.add_argument(
+        "--split",
+        choices=("all", "train", "test"),
+        default="all",
+        help="with --data: only the patients its splits.json lists under this key (default all)",
+    )
     ap.add_argument("--mc-k", type=int, default=40, help="MC-dropout samples for the uncertainty panels")
     ap.add_argument("--panels", type=int, default=4, help="frames in the Fig. 5 panel")
     ap.add_argument("--uncertainty-panels", type=int, default=2, help="frames in the Fig. 6 panel")
@@ -31,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from train.seg.data import split_by_patients
     from train.seg.evaluate import run_evaluation
     from train.seg.loop import load_member
 
@@ -38,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     models = {}
     for name in [n.strip() for n in args.members.split(",") if n.strip()]:
         models[name], _, _ = load_member(args.run / name / args.checkpoint)
+    if args.split != "all" and args.data is None:
+        raise SystemExit(f"--split {args.split} needs --data DIR (a dataset folder with splits.json)")
     if args.data is not None or args.sim is not None:
         samples, source = load_source(args, seed=args.seed + 1000), str(args.data or f"sim:{args.sim}")
+        if args.split != "all":
+            samples = split_by_patients(samples, split_patients(args.data, args.split))[1]
+            source += f", {args.split} patients of its splits.json"
     else:
         samples, source = load_samples(args.run / "test.npz"), f"held-out patients of {args.run}"
     out = args.out or args.run / "eval"

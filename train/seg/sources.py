@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from train.data.layout import read_splits
 from train.seg.data import SegSamples, from_layout, from_simulator
 
 
@@ -42,6 +43,18 @@ def load_source(args: argparse.Namespace, seed: int = 0) -> SegSamples:
     else:
         samples = from_simulator(args.sim, args.sim_clips, args.sim_frames, args.sim_stride, seed=seed)
     return samples.filter_probe(None if args.probe == "all" else args.probe)
+
+
+def split_patients(root: Path, split: str) -> list[str]:
+    """Patients listed under ``split`` in ``root/splits.json``; a clear error when there is none."""
+    splits = read_splits(root)
+    if splits is None or split not in splits:
+        have = [] if splits is None else sorted(splits)
+        raise SystemExit(
+            f"{root}/splits.json: no {split!r} patient list (found: {have or 'no file'}); "
+            "use --split all or add the file (tools/make_synthetic.py writes one)"
+        )
+    return splits[split]
 
 
 def save_samples(samples: SegSamples, path: Path) -> None:
