@@ -12,12 +12,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from stream.aggregate import load_neutral_elements, make_aggregator
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "real_clip_check.py"
 CLIP = "pocus__Pneu_prospective_file3.mp4"
+
+pytestmark = pytest.mark.realclips
 
 
 def test_scores_a_labelled_real_clip_end_to_end(real_clips_dir: Path, tmp_path: Path) -> None:
