@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -114,8 +115,11 @@ def test_seg_layer_from_message_checks_payloads() -> None:
         SegLayer.from_message(msg, payloads)
 
 
-def test_regenerate_docs_overlay_png() -> None:
-    """The README/docs still: a synthetic frame with a demo-like message set, through the viewer's path."""
+def test_docs_overlay_png(tmp_path: Path) -> None:
+    """The README/docs still: a synthetic frame with a demo-like message set, through the viewer's path.
+
+    Written to a temporary folder; ``LUS_UPDATE_DOC_IMAGES=1`` also writes it to docs/img (a test run
+    must not change tracked files)."""
     synth = pytest.importorskip("synth")
     sim = synth.LiveSimulator(seed=3, schedule=[(0, 2)])
     for _ in range(5):
@@ -126,9 +130,11 @@ def test_regenerate_docs_overlay_png() -> None:
         assert view.ingest(wire.encode(topic, msg, payloads)) is not None, view.errors
     picture, rect, seq = view.current_image()
     out = render(picture, view.scene(seq), rect, Style(show_uncertainty=True), min_height=540)
-    DOC_PNG.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(DOC_PNG), out)
-    back = cv2.imread(str(DOC_PNG))
+    png = tmp_path / DOC_PNG.name
+    assert cv2.imwrite(str(png), out)
+    if os.environ.get("LUS_UPDATE_DOC_IMAGES") == "1":
+        assert cv2.imwrite(str(DOC_PNG), out)
+    back = cv2.imread(str(png))
     assert back.shape == out.shape and back.shape[0] == 540
     assert np.all(back == BOX_COLOURS[0], axis=2).sum() > 100
     assert np.all(back == CLASS_COLOURS[score], axis=2).sum() > 100
