@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.frame.config import make_config
+from train.frame.config import Augment, make_config
 from train.frame.data import FrameTensorDataset, balanced_sampler, build_augment, split_patients, toy_table
 from train.frame.loop import load_checkpoint, loss_from_config, model_from_config, train_frame_model
 
@@ -80,6 +80,25 @@ def test_augmentation_keeps_shape_and_dtype() -> None:
     ds = FrameTensorDataset(toy_table(2, 4), build_augment(cfg.augment, cfg.input_hw))
     x, _ = ds[0]
     assert x.shape == (1, 64, 64) and x.dtype == torch.float32 and float(x.min()) >= 0 and float(x.max()) <= 1
+
+
+def test_appearance_randomisation_is_off_by_default_and_textures_dark_lung() -> None:
+    """Off unless asked (the paper's augmentation stays as published); on, a flat dark field gets a
+    noise texture of the configured strength, the bright line survives, and --set reaches it."""
+    cfg = make_config("cpu", "regstn")
+    assert cfg.augment.appearance_p == 0.0 and len(build_augment(cfg.augment, (64, 64)).transforms) == 4
+    only = Augment(
+        resized_crop_scale=(1.0, 1.0), hflip_p=0.0, rotate_p=0.0, brightness_contrast_p=0.0,
+        appearance_p=1.0, noise_std=(20.0, 20.0), blur_sigma=(0.5, 0.5), gamma=(1.0, 1.0),
+    )  # fmt: skip
+    img = np.zeros((64, 64), np.uint8)
+    img[30:34] = 200
+    out = build_augment(only, (64, 64))(image=img)["image"]
+    field = out[:20].astype(float)
+    assert 12 < field.mean() < 28 and field.std() > 3  # N(20, 20²) clipped at 0, lightly blurred
+    assert out[31].mean() > 150
+    tuned = make_config("cpu", "regstn", ["augment.appearance_p=0.8", "augment.noise_std=[5, 10]"])
+    assert tuned.augment.appearance_p == 0.8 and tuned.augment.noise_std == (5, 10)
 
 
 def test_patient_split_is_disjoint_and_seeded() -> None:

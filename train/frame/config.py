@@ -33,6 +33,13 @@ class Augment:
     rotate_p: float = 0.8
     brightness_contrast: float = 0.2  # jitter limit (fraction)
     brightness_contrast_p: float = 0.8
+    # Appearance randomisation (ours, not in the paper; off by default): additive noise then blur
+    # (a speckle-like texture where the simulator draws flat dark lung), and a gamma curve — scanner
+    # gain, dynamic range and speckle vary between machines in ways the simulator does not draw.
+    appearance_p: float = 0.0
+    noise_std: tuple[float, float] = (5.0, 30.0)  # grey levels, additive Gaussian (mean in the same range)
+    blur_sigma: tuple[float, float] = (0.5, 2.0)  # px, after the noise
+    gamma: tuple[float, float] = (0.6, 1.6)
     enabled: bool = True
 
 

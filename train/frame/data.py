@@ -245,7 +245,7 @@ def build_augment(aug: Augment, input_hw: tuple[int, int]) -> Any:
     import albumentations as A
     import cv2
 
-    return A.Compose([
+    steps = [
         A.RandomResizedCrop(size=input_hw, scale=tuple(aug.resized_crop_scale), ratio=(0.9, 1.1), p=1.0),
         A.HorizontalFlip(p=aug.hflip_p),
         A.Rotate(limit=aug.rotate_deg, border_mode=cv2.BORDER_CONSTANT, fill=0, p=aug.rotate_p),
@@ -253,7 +253,20 @@ def build_augment(aug: Augment, input_hw: tuple[int, int]) -> Any:
             brightness_limit=aug.brightness_contrast, contrast_limit=aug.brightness_contrast,
             p=aug.brightness_contrast_p,
         ),
-    ])  # fmt: skip
+    ]  # fmt: skip
+    if aug.appearance_p > 0:
+        std = tuple(s / 255.0 for s in aug.noise_std)  # albumentations takes std as a fraction of 255
+        steps.append(
+            A.Sequential(
+                [
+                    A.GaussNoise(std_range=std, mean_range=std, p=1.0),  # mean = std: dark lung gets texture
+                    A.GaussianBlur(blur_limit=0, sigma_limit=tuple(aug.blur_sigma), p=1.0),
+                    A.RandomGamma(gamma_limit=tuple(int(g * 100) for g in aug.gamma), p=1.0),
+                ],
+                p=aug.appearance_p,
+            )
+        )
+    return A.Compose(steps)
 
 
 class FrameTensorDataset(Dataset):
