@@ -163,10 +163,16 @@ def test_cli_train_evaluate_export_round_trip(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no checkpoint"):
         frame_probs_cmd.main([str(tmp_path / "nowhere"), "--out", str(again), *common])
     out = tmp_path / "eval"
-    assert (
-        evaluate_cmd.main([str(run), "--out", str(out), "--k", "1", "--agree", "3", "--quiet", *common]) == 0
-    )
+    eval_args = [str(run), "--out", str(out), "--k", "1", "--agree", "3", "--shifts", "noise", "blur"]
+    assert evaluate_cmd.main([*eval_args, "--quiet", *common]) == 0
     assert "| Reg-STN" in (out / "table1.md").read_text()
+    ((name, result),) = json.loads((out / "results.json").read_text()).items()
+    shift_f1 = result["shifts_f1"]
+    assert set(shift_f1) == {"noise", "blur"} and all(0 <= v <= 100 for v in shift_f1.values())
+    row = f"| {name} | {result['settings']['Setting 1']['f1']:.1f} | {shift_f1['noise']:.1f} |"
+    assert row in (out / "shifts.md").read_text()
+    with pytest.raises(SystemExit, match="'speckle'"):
+        evaluate_cmd.main([str(run), "--out", str(out), "--shifts", "speckle", "--quiet", *common])
     assert (out / "crops-run.png").is_file() and (out / "confusion-run.png").is_file()
     onnx_path = tmp_path / "models" / "toy.onnx"
     with pytest.raises(SystemExit, match="no checkpoint"):

@@ -6,6 +6,8 @@ Each RUN is a ``lus-train frame`` output folder (its ``last.pt`` and ``splits.js
 patients come from the run, so every model is scored on its own held-out patients). Writes
 ``table1.md`` (weighted F1 % under Settings 1/2/3), ``results.json``, one confusion-matrix PNG per
 model (Setting 1) and ``crops-<model>.png`` (Fig. 4: the STN crops on sample test frames).
+``--shifts noise texture …`` also scores Setting 1 on appearance-shifted copies of the test frames
+(``train.frame.robustness``; not in the paper) and writes ``shifts.md``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--names", nargs="*", help="row names, one per run (default: the Table I name of each model)"
     )
+    ap.add_argument(
+        "--shifts",
+        nargs="*",
+        default=[],
+        metavar="SHIFT",
+        help="also Setting 1 under these appearance shifts (noise, texture, blur, gamma_bright, gamma_dark)",
+    )
     ap.add_argument("--quiet", action="store_true")
     add_data_args(ap)
     return ap
@@ -47,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         save_crops_png,
         table1_markdown,
         table1_scores,
+        weighted_f1,
     )
+    from train.frame.robustness import SHIFTS, shifted
+
+    unknown = sorted(set(args.shifts) - set(SHIFTS))
+    if unknown:
+        raise SystemExit(f"--shifts {unknown}: choose from {[s for s in SHIFTS if s != 'none']}")
 
     args.out.mkdir(parents=True, exist_ok=True)
     tables: dict[tuple[int, int], object] = {}
@@ -88,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
             "test_patients": len(test_patients),
             "test_frames": len(test),
         }
+        if args.shifts:
+            shift_f1 = {}
+            for shift in args.shifts:
+                shifted_probs, _ = predict(model, shifted(test, shift), cfg.eval_batch)
+                shift_f1[shift] = weighted_f1(test.labels, shifted_probs.argmax(1))
+            results[name]["shifts_f1"] = shift_f1
         print(f"{name}: Setting 1 weighted F1 {rows[name]['Setting 1']['f1']:.1f}%", flush=True)
     md = table1_markdown(rows, args.k, args.agree)
     (args.out / "table1.md").write_text(
@@ -95,6 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(md)
+    if args.shifts:
+        head = "| model | no shift | " + " | ".join(args.shifts) + " |"
+        lines = [head, "|---" * (len(args.shifts) + 2) + "|"]
+        for name, res in results.items():
+            cells = [f"{res['shifts_f1'][s]:.1f}" for s in args.shifts]
+            lines.append(f"| {name} | {res['settings']['Setting 1']['f1']:.1f} | " + " | ".join(cells) + " |")
+        text = "\n".join(lines)
+        (args.out / "shifts.md").write_text(
+            "Weighted F1 (%), Setting 1, test frames under appearance shifts (train/frame/robustness.py).\n\n"
+            + text + "\n"
+        )
+        print(text)
     return 0
 
 
