@@ -7,6 +7,9 @@ Policies (DESIGN.md "Dataflow"):
   of files drop the OLDEST buffered frame when the ring is full, and count it;
 - ``as_fast_as_possible`` on a source that is not real-time by itself (clip, folder, DICOM,
   synthetic) is lossless: the reader waits for a free slot, so every decoded frame reaches the lanes;
+- with ``roi="auto"``, frames read before the ultrasound region is first found (a grabber's
+  start-up or menu screen) are held back, counted in ``roi_search``, and leave a gap in ``seq``;
+  after ``ROI_SEARCH_MAX_FRAMES`` of them in a row the whole frame is used (with a warning);
 - a live source that fails mid-stream (read error, or no frame for ``lost_after_periods`` frame
   periods) is reported ``state="lost"``, re-opened with exponential backoff, and marked
   ``running`` again when frames come back; the process never exits on its own;
@@ -21,6 +24,7 @@ thread held at fork time. Spawn costs about a second once per stream; see docs/c
 from __future__ import annotations
 
 import collections
+import logging
 import multiprocessing as mp
 import signal
 import threading
@@ -49,6 +53,9 @@ from stream.sources import (
 
 SourceKind = Literal["device", "clip", "folder", "dicom", "url", "synthetic"]
 KINDS = ("device", "clip", "folder", "dicom", "url", "synthetic")
+ROI_SEARCH_MAX_FRAMES = 45  # frames held back while no ultrasound region is found (~1.5 s at 30 fps)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,10 @@ class _Capture:
         self.ring = ring
         self.source = make_source(spec)
         self.tracker = RoiTracker(spec.roi_mode)
-        self.status: dict[str, Any] = {"info": None, "error": None, "exit_error": None, "roi": None}
+        self.status: dict[str, Any] = {
+            "info": None, "error": None, "exit_error": None, "roi": None, "roi_search": 0,
+        }  # fmt: skip
+        self.roi_wait = 0  # frames held back in a row while no ultrasound region is found
         self.last_frame = time.monotonic()
         self.times: collections.deque[int] = collections.deque(maxlen=64)
         self.period: float | None = None
@@ -271,11 +281,14 @@ class _Capture:
                         self.publish_status(error=None)
                 gray = _to_gray(image)
                 roi, changed = self.tracker.update(gray)
+                self.times.append(t_ns)
+                ring.note_read(t_ns, self._fps())
+                if self.hold_back(self.tracker.located):
+                    seq += 1  # a gap in seq = frames not scored, as on the wire
+                    continue
                 if changed:
                     self.publish_status(roi=list(roi))
                 x, y, w, h = roi
-                self.times.append(t_ns)
-                ring.note_read(t_ns, self._fps())
                 if not ring.put(gray[y : y + h, x : x + w], seq, t_ns, roi, gray.shape, lossless=lossless):
                     break
                 seq += 1
@@ -291,6 +304,25 @@ class _Capture:
             else:
                 ring.set_state("stopped" if ring.stop_requested else "finished")
             ring.close()
+
+    def hold_back(self, located: bool) -> bool:
+        """True for a frame taken before the ultrasound region was found (``roi="auto"``): a
+        frame grabber's start-up or menu screen must not be scored into the clip. After
+        ``ROI_SEARCH_MAX_FRAMES`` such frames in a row the whole frame is used, with a warning."""
+        if located:
+            self.roi_wait = 0
+            return False
+        if self.roi_wait >= ROI_SEARCH_MAX_FRAMES:
+            return False
+        self.roi_wait += 1
+        if self.roi_wait == ROI_SEARCH_MAX_FRAMES:
+            log.warning(
+                "%s: no ultrasound region found in %d frames; scoring the whole frame "
+                "(pass --roi X,Y,W,H for this scanner's layout, or --roi off)",
+                self.spec.path or self.spec.kind, ROI_SEARCH_MAX_FRAMES,
+            )
+        self.publish_status(roi_search=int(self.status["roi_search"]) + 1)
+        return True
 
     def _fps(self) -> float:
         if len(self.times) < 2:
@@ -430,6 +462,7 @@ class CaptureProcess:
             "last_t_capture_ns": counters["last_t_capture_ns"],
             "source": status.get("info"),
             "roi": status.get("roi"),
+            "roi_search": int(status.get("roi_search") or 0),
             "source_id": self.source_id,
             "capacity": self.capacity,
         }

@@ -321,7 +321,8 @@ class StreamEngine:
             "input_fps": float(st.get("fps") or 0.0),
             "lanes": {"scoring": scoring, "segmentation": seg},
             "drops": {"capture": int(st.get("dropped") or 0), "publish": self.g.publisher.dropped,
-                      "segmentation_skipped": self._seg_slot.replaced},
+                      "segmentation_skipped": self._seg_slot.replaced,
+                      "roi_search": int(st.get("roi_search") or 0)},
             "latency_ms": {k: (None if lat[k] is None else lat[k] / 1e6) for k in ("p50", "p95", "p99")}
             | {"n": lat["n"], "window_s": LATENCY_WINDOW_S},
             "source": {"kind": str(getattr(self.cfg.source, "kind", "unknown")), "state": state,

@@ -19,7 +19,8 @@ fill inside the ROI (drops when the image shrinks or moves), the content in a ba
 pixels outside the ROI (appear when the image moves). Two suspicious frames in a row trigger a full
 re-detection (at most every ``min_interval_frames``); the ROI only switches when the new box differs
 (IoU < 0.9), so it does not jitter. If nothing is found (a black screen, probe lifted, a frozen
-start-up screen) the previous ROI is kept, or the whole frame is used until the first detection.
+start-up screen) the previous ROI is kept, or the whole frame is returned until the first detection
+with ``located`` False (the capture process holds such frames back instead of scoring them).
 """
 
 from __future__ import annotations
@@ -152,6 +153,12 @@ class RoiTracker:
         self._suspicious = 0
         self._last_try = -(10**9)
         self._n = 0
+
+    @property
+    def located(self) -> bool:
+        """Whether the box is the ultrasound region: always for "off"/fixed modes; in "auto" mode once
+        a detection succeeded (and again after a screen-size change re-detected it)."""
+        return self.mode != "auto" or self._found
 
     def update(self, gray: np.ndarray) -> tuple[Box, bool]:
         h, w = gray.shape[:2]

@@ -255,7 +255,10 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = _Schemas({
             "uptime_s": _num(0.0),
             "input_fps": _num(0.0),
             "lanes": _map({"scoring": _lane_status, "segmentation": _lane_status}),
-            "drops": _map({"capture": _int(0), "publish": _int(0), "segmentation_skipped": _int(0)}),
+            "drops": _map(
+                {"capture": _int(0), "publish": _int(0), "segmentation_skipped": _int(0)},
+                {"roi_search": _int(0)},
+            ),
             "latency_ms": _map(
                 {"p50": _nullable(_num(0.0)), "p95": _nullable(_num(0.0)), "p99": _nullable(_num(0.0)),
                  "n": _int(0), "window_s": _num(0.0)}
@@ -427,7 +430,7 @@ def example(topic: str, seq: int = 0, stream_id: str = "example") -> tuple[dict[
             "uptime_s": 12.5,
             "input_fps": 30.0,
             "lanes": {"scoring": lane, "segmentation": lane | {"fps": 2.5, "members": 3, "mc_samples": 0}},
-            "drops": {"capture": 0, "publish": 0, "segmentation_skipped": 0},
+            "drops": {"capture": 0, "publish": 0, "segmentation_skipped": 0, "roi_search": 0},
             "latency_ms": {"p50": 20.0, "p95": 25.0, "p99": 30.0, "n": 150, "window_s": 5.0},
             "source": {"kind": "synthetic", "state": "running", "id": "synthetic:0", "error": None},
             "frames_scored": 375,

@@ -161,6 +161,54 @@ def test_lost_source_is_reported_retried_and_recovers(folder: Path, mode: str) -
     assert gaps.max() > 0.5  # the outage is visible in the capture times
 
 
+def _ui_screen_folder(root: Path, n_blank: int, n_image: int) -> Path:
+    """A scanner screen (static text and a scale bar on black); after ``n_blank`` frames a moving
+    speckle image appears at (200, 60, 160, 120)."""
+    rng = np.random.default_rng(0)
+    root.mkdir()
+    for i in range(n_blank + n_image):
+        screen = np.zeros((240, 480), np.uint8)
+        cv2.putText(screen, "PATIENT 0042  LUNG  12L", (10, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 200, 1)
+        screen[60:180:10, 400:404] = 220  # depth dots
+        if i >= n_blank:
+            screen[60:180, 200:360] = rng.integers(40, 200, (120, 160), dtype=np.uint8)
+        cv2.imwrite(str(root / f"screen{i:03d}.png"), screen)
+    return root
+
+
+def test_frames_before_the_ultrasound_region_are_held_back(tmp_path: Path) -> None:
+    folder = _ui_screen_folder(tmp_path / "screen", n_blank=5, n_image=20)
+    with CaptureProcess(SourceSpec("folder", str(folder), as_fast_as_possible=True)) as cap:
+        frames = _drain(cap)
+        st = cap.stats()
+    held = st["roi_search"]  # the 5 UI-only frames, plus at most one before the next detection try
+    assert held in (5, 6) and st["read"] == 25 and st["exit_error"] is None
+    assert [f.seq for f in frames] == list(range(held, 25))  # the gap says: not scored
+    x, y, w, h = frames[0].roi
+    assert abs(x - 200) <= 4 and abs(y - 60) <= 4 and abs(w - 160) <= 8 and abs(h - 120) <= 8
+
+
+def test_without_any_region_the_whole_frame_is_used_after_a_while(tmp_path: Path) -> None:
+    from stream.capture import ROI_SEARCH_MAX_FRAMES
+
+    n = ROI_SEARCH_MAX_FRAMES + 10
+    folder = _ui_screen_folder(tmp_path / "screen", n_blank=n, n_image=0)  # no image ever appears
+    with CaptureProcess(SourceSpec("folder", str(folder), as_fast_as_possible=True)) as cap:
+        frames = _drain(cap)
+        st = cap.stats()
+    assert st["roi_search"] == ROI_SEARCH_MAX_FRAMES and st["read"] == n
+    assert [f.seq for f in frames] == list(range(ROI_SEARCH_MAX_FRAMES, n))
+    assert all(f.roi == (0, 0, 480, 240) for f in frames)
+
+
+def test_roi_off_and_fixed_never_hold_frames_back(folder: Path) -> None:
+    for roi in ("off", (0, 0, 32, 24)):
+        with CaptureProcess(SourceSpec("folder", str(folder), as_fast_as_possible=True, roi=roi)) as cap:
+            frames = _drain(cap)
+            st = cap.stats()
+        assert st["roi_search"] == 0 and [f.seq for f in frames] == list(range(40)), roi
+
+
 @pytest.mark.realclips
 def test_every_real_clip_decodes_completely(real_clips_dir: Path) -> None:
     with open(real_clips_dir / "index.csv", newline="") as fh:
@@ -173,9 +221,13 @@ def test_every_real_clip_decodes_completely(real_clips_dir: Path) -> None:
             st = cap.stats()
         assert st["exit_error"] is None, row["file"]
         assert st["state"] == "finished", row["file"]
-        assert [f.seq for f in frames] == list(range(len(frames))), row["file"]
+        # Frames before the ultrasound region is found are held back (only the full-screen capture
+        # has such frames: its first two show the scanner UI alone); every other frame arrives.
+        held = st["roi_search"]
+        assert held == (2 if row["file"].startswith("citab__") else 0), row["file"]
+        assert [f.seq for f in frames] == list(range(held, held + len(frames))), row["file"]
         if row["frames"]:
-            assert len(frames) == int(row["frames"]), row["file"]
+            assert len(frames) + held == int(row["frames"]) == st["read"], row["file"]
         assert st["source"]["hw"] == [int(row["height"]), int(row["width"])]
         assert abs(st["source"]["fps"] - float(row["fps"])) < 0.05, row["file"]
 
