@@ -286,7 +286,7 @@ class _Capture:
                 if self.hold_back(self.tracker.located):
                     seq += 1  # a gap in seq = frames not scored, as on the wire
                     continue
-                if changed:
+                if changed or self.status["roi"] is None:  # (a held-back start may hide the change)
                     self.publish_status(roi=list(roi))
                 x, y, w, h = roi
                 if not ring.put(gray[y : y + h, x : x + w], seq, t_ns, roi, gray.shape, lossless=lossless):
