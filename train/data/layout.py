@@ -2,7 +2,7 @@
 and a full consistency check. numpy + PyAV + OpenCV only (no torch). See ``docs/dataset.md``.
 
     ROOT/
-      dataset.json                      name, schema_version, synthetic flag, how it was made
+      dataset.json                      name, schema_version, synthetic flag, how it was made, labels
       videos.csv                        one row per video (see VIDEO_COLUMNS)
       splits.json                       optional: {"train": [patient ids], "test": [patient ids]}
       <patient_id>/<video_id>.mp4       a video file (H.264 MP4 or anything PyAV decodes) ...
@@ -11,8 +11,15 @@ and a full consistency check. numpy + PyAV + OpenCV only (no torch). See ``docs/
       masks/<video_id>/<frame>.json     LabelMe polygons (labels "0".."3") of annotated frames
 
 ``videos.csv`` columns: video_id, patient_id, hospital, probe (convex|linear), scanner, path
-(relative to ROOT), fps, n_frames, clinician_scores (space-separated video scores from the
-clinicians, e.g. "2 2 1 2 2"; empty when the video has no video-level annotation).
+(relative to ROOT, or absolute for a clip referenced in place), fps, n_frames, clinician_scores
+(space-separated video scores from the clinicians, e.g. "2 2 1 2 2"; empty when the video has no
+video-level annotation); optional ``zone`` (scanned zone, e.g. L1..R3; may be empty); any further
+column is kept as a string in ``VideoRecord.extra`` (e.g. a_lines, b_lines, cov_test).
+
+``dataset.json`` may carry ``"labels": {"frame_scores": bool, "video_raters": int, "masks": bool}``
+(absent = frame scores present, the original layout). A clip-level collection (one score per clip,
+e.g. imported with ``lus-train import``) has ``frame_scores: false``: no ``frame_scores/`` files,
+and ``VideoRecord.frame_scores`` is ``None`` — the frames' scores are unknown, not zero.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -41,6 +49,8 @@ VIDEO_COLUMNS = [
     "n_frames",
     "clinician_scores",
 ]
+OPTIONAL_COLUMNS = ["zone"]  # further unknown columns are kept in VideoRecord.extra
+LABEL_DEFAULTS: dict[str, Any] = {"frame_scores": True, "video_raters": None, "masks": True}
 FRAME_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -56,7 +66,11 @@ class DatasetError(ValueError):
 
 @dataclass
 class VideoRecord:
-    """One video and its labels (frame scores, clinicians' video scores, annotated frames)."""
+    """One video and its labels (frame scores, clinicians' video scores, annotated frames).
+
+    ``frame_scores`` is None for clip-level data (dataset.json ``labels.frame_scores: false``): the
+    frames' scores are unknown; use :attr:`clip_score` / ``clinician_scores`` instead.
+    """
 
     video_id: str
     patient_id: str
@@ -65,14 +79,24 @@ class VideoRecord:
     path: Path  # video file or frame folder
     fps: float
     n_frames: int
-    frame_scores: np.ndarray  # int64 [n_frames]
+    frame_scores: np.ndarray | None  # int64 [n_frames]; None = no frame labels (clip-level data)
     clinician_scores: list[int] = field(default_factory=list)
     mask_files: dict[int, Path] = field(default_factory=dict)  # frame index -> LabelMe JSON
     scanner: str = ""
+    zone: str = ""  # scanned zone (e.g. L1..R3); "" = not recorded
+    extra: dict[str, str] = field(default_factory=dict)  # further videos.csv columns, as strings
+    dataset: str = ""  # the dataset folder the record was read from ("" = built in memory)
 
     @property
     def is_frame_folder(self) -> bool:
         return self.path.is_dir()
+
+    @property
+    def clip_score(self) -> int | None:
+        """Majority of the clinicians' video scores (ties -> the lower score); None when none."""
+        if not self.clinician_scores:
+            return None
+        return int(np.argmax(np.bincount(np.asarray(self.clinician_scores, np.int64), minlength=4)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,15 +127,48 @@ def _read_scores(path: Path, problems: list[str]) -> np.ndarray | None:
     return scores
 
 
-def _parse_row(root: Path, row: dict[str, str], line: int, problems: list[str]) -> VideoRecord | None:
+def read_labels(root: str | Path, problems: list[str] | None = None) -> dict[str, Any]:
+    """The ``labels`` block of ``dataset.json`` with defaults for what it leaves out (see the module
+    docstring); a missing ``dataset.json`` or block means the original layout (frame scores)."""
+    path = Path(root) / "dataset.json"
+    labels = dict(LABEL_DEFAULTS)
+    if not path.is_file():
+        return labels
+    try:
+        block = json.loads(path.read_text()).get("labels") or {}
+        if not isinstance(block, dict):
+            raise TypeError("'labels' must be an object")
+    except (json.JSONDecodeError, AttributeError, TypeError) as exc:
+        if problems is not None:
+            problems.append(f"{path}: malformed JSON or labels block: {exc}")
+        return labels
+    for key, value in block.items():
+        ok = isinstance(value, bool) if key in ("frame_scores", "masks") else True
+        if key == "video_raters":
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+        if not ok:
+            if problems is not None:
+                problems.append(f"{path}: labels.{key} = {value!r} has the wrong type")
+            continue
+        labels[key] = value
+    return labels
+
+
+def _parse_row(
+    root: Path, row: dict[str, str], line: int, problems: list[str], labels: dict[str, Any] | None = None
+) -> VideoRecord | None:
+    labels = labels or LABEL_DEFAULTS
     where = f"{root / 'videos.csv'} line {line}"
     try:
-        vid, pid = row["video_id"].strip(), row["patient_id"].strip()
+        vid, pid = row["video_id"].strip(), (row["patient_id"] or "").strip()
         fps, n = float(row["fps"]), int(row["n_frames"])
         clin_txt = (row.get("clinician_scores") or "").strip()
         clinicians = [int(x) for x in clin_txt.split()] if clin_txt else []
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         problems.append(f"{where}: malformed row ({exc}); columns must be {','.join(VIDEO_COLUMNS)}")
+        return None
+    if not pid:
+        problems.append(f"{where}: missing patient id for video {vid!r}")
         return None
     if not _ID.match(vid) or not _ID.match(pid):
         problems.append(
@@ -125,10 +182,16 @@ def _parse_row(root: Path, row: dict[str, str], line: int, problems: list[str]) 
         problems.append(f"{where}: fps ({fps}) and n_frames ({n}) must be positive")
     if any(c not in (0, 1, 2, 3) for c in clinicians):
         problems.append(f"{where}: clinician scores {clinicians} must be scores 0-3")
-    path = root / (row.get("path") or "").strip()
-    if not (row.get("path") or "").strip() or not path.exists():
+    raters = labels.get("video_raters")
+    if raters and clinicians and len(clinicians) != raters:
+        problems.append(f"{where}: {len(clinicians)} video scores but dataset.json says {raters} rater(s)")
+    raw_path = (row.get("path") or "").strip()
+    path = root / raw_path  # an absolute path stays absolute
+    if not raw_path or not path.exists():
         problems.append(f"{path}: missing video (file or frame folder) for video {vid}")
-    scores = _read_scores(root / "frame_scores" / f"{vid}.csv", problems)
+    scores = None
+    if labels.get("frame_scores", True):
+        scores = _read_scores(root / "frame_scores" / f"{vid}.csv", problems)
     if scores is not None and len(scores) != n:
         problems.append(
             f"{root / 'frame_scores' / (vid + '.csv')}: {len(scores)} frame scores but n_frames is {n}"
@@ -145,6 +208,10 @@ def _parse_row(root: Path, row: dict[str, str], line: int, problems: list[str]) 
                 problems.append(f"{f}: frame index {idx} is beyond the video ({n} frames)")
                 continue
             masks[idx] = f
+    known = set(VIDEO_COLUMNS) | set(OPTIONAL_COLUMNS)
+    extra = {str(k): (v or "").strip() for k, v in row.items() if k is not None and k not in known}
+    if scores is None and labels.get("frame_scores", True):
+        scores = np.zeros(0, np.int64)  # unreadable frame scores: already reported as a problem
     return VideoRecord(
         vid,
         pid,
@@ -153,10 +220,13 @@ def _parse_row(root: Path, row: dict[str, str], line: int, problems: list[str]) 
         path,
         fps,
         n,
-        scores if scores is not None else np.zeros(0, np.int64),
+        scores,
         clinicians,
         masks,
         (row.get("scanner") or "").strip(),
+        (row.get("zone") or "").strip(),
+        extra,
+        str(root),
     )
 
 
@@ -181,16 +251,29 @@ def scan_dataset(root: str | Path) -> tuple[list[VideoRecord], list[str]]:
         if missing:
             return [], [f"{index}: missing columns {missing}; columns must be {','.join(VIDEO_COLUMNS)}"]
         rows = list(reader)
+    labels = read_labels(root, problems)
     records: list[VideoRecord] = []
     seen: dict[str, int] = {}
+    files: dict[Path, tuple[str, int]] = {}
     for line, row in enumerate(rows, start=2):
-        rec = _parse_row(root, row, line, problems)
+        rec = _parse_row(root, row, line, problems, labels)
         if rec is None:
             continue
         if rec.video_id in seen:
-            problems.append(f"{index} line {line}: video_id {rec.video_id} repeats line {seen[rec.video_id]}")
+            first = seen[rec.video_id]
+            problems.append(
+                f"{index} line {line}: duplicate clip: video_id {rec.video_id} repeats line {first}"
+            )
+            continue
+        key = rec.path.resolve()
+        if key in files:
+            other, other_line = files[key]
+            problems.append(
+                f"{index} line {line}: duplicate clip: {rec.path} is also video {other} (line {other_line})"
+            )
             continue
         seen[rec.video_id] = line
+        files[key] = (rec.video_id, line)
         records.append(rec)
     return records, problems
 
@@ -286,9 +369,10 @@ def count_frames(record: VideoRecord) -> int:
 def check_dataset(root: str | Path, decode: bool = True) -> list[str]:
     """Every problem of a dataset folder, one line each (empty list = OK).
 
-    Beyond :func:`scan_dataset`: videos decode and hold ``n_frames`` frames, every LabelMe file
-    parses with known labels, clinicians' lists have the same length, and ``splits.json`` puts
-    no patient in two splits and names only known patients.
+    Beyond :func:`scan_dataset` (missing video, missing patient id, score outside 0-3, duplicate
+    clip — the same video_id or the same file twice): videos decode and hold ``n_frames`` frames,
+    every LabelMe file parses with known labels, clinicians' lists have the same length, and
+    ``splits.json`` puts no patient in two splits and names only known patients.
     """
     from .labelme import LabelMeError, read_labelme
 
@@ -378,6 +462,8 @@ class LayoutWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         self.name, self.info = name, dict(info or {})
         self.rows: list[dict[str, Any]] = []
+        self._kinds: set[str] = set()  # "frames" (add_video) and/or "clips" (add_clip)
+        self._masks = False
 
     def add_video(
         self,
@@ -403,6 +489,10 @@ class LayoutWriter:
                 raise ValueError(f"id {v!r} must be a simple name (letters, digits, _.-)")
         if len(frame_scores) != len(frames):
             raise ValueError(f"{video_id}: {len(frames)} frames but {len(frame_scores)} frame scores")
+        if "clips" in self._kinds:
+            raise ValueError("a dataset holds frame-labelled videos or clip-level clips, not both")
+        self._kinds.add("frames")
+        self._masks = self._masks or bool(masks)
         rel = Path(patient_id) / (video_id if as_frames else f"{video_id}.mp4")
         if as_frames:
             write_frame_folder(self.root / rel, frames)
@@ -447,9 +537,94 @@ class LayoutWriter:
             scanner,
         )
 
+    def add_clip(
+        self,
+        *,
+        video_id: str,
+        patient_id: str,
+        path: str | Path,
+        fps: float,
+        n_frames: int,
+        probe: str,
+        hospital: str,
+        clinician_scores: Sequence[int],
+        zone: str = "",
+        scanner: str = "",
+        extra: dict[str, str] | None = None,
+        copy: bool = False,
+    ) -> VideoRecord:
+        """Add an existing clip with clip-level labels only (no frame scores, no masks).
+
+        The clip is referenced in place by its absolute path, or with ``copy=True`` copied byte for
+        byte (``shutil.copy2``, never re-encoded) to ``ROOT/<patient_id>/<video_id><suffix>``.
+        ``fps`` and ``n_frames`` should come from the container (the check compares them).
+        """
+        for v in (video_id, patient_id):
+            if not _ID.match(v):
+                raise ValueError(f"id {v!r} must be a simple name (letters, digits, _.-)")
+        if "frames" in self._kinds:
+            raise ValueError("a dataset holds frame-labelled videos or clip-level clips, not both")
+        if any(int(c) not in (0, 1, 2, 3) for c in clinician_scores):
+            raise ValueError(f"{video_id}: clinician scores {list(clinician_scores)} must be scores 0-3")
+        self._kinds.add("clips")
+        src = Path(path).resolve()
+        if copy:
+            rel = Path(patient_id) / f"{video_id}{src.suffix}"
+            (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, self.root / rel)
+            stored, full = rel.as_posix(), self.root / rel
+        else:
+            stored, full = str(src), src
+        extra = {str(k): " ".join(str(v).split()) for k, v in (extra or {}).items()}  # one line each
+        clash = sorted(set(extra) & (set(VIDEO_COLUMNS) | set(OPTIONAL_COLUMNS)))
+        if clash:
+            raise ValueError(f"{video_id}: extra columns {clash} clash with the layout's own columns")
+        self.rows.append(
+            {
+                "video_id": video_id,
+                "patient_id": patient_id,
+                "hospital": hospital,
+                "probe": probe,
+                "scanner": scanner,
+                "path": stored,
+                "fps": f"{fps:g}",
+                "n_frames": int(n_frames),
+                "clinician_scores": " ".join(str(int(c)) for c in clinician_scores),
+                "zone": zone,
+            }
+            | extra
+        )
+        return VideoRecord(
+            video_id,
+            patient_id,
+            probe,
+            hospital,
+            full,
+            float(fps),
+            int(n_frames),
+            None,
+            [int(c) for c in clinician_scores],
+            {},
+            scanner,
+            zone,
+            extra,
+            str(self.root),
+        )
+
+    def labels(self) -> dict[str, Any]:
+        """The ``labels`` block :meth:`close` writes (what the added videos carry)."""
+        raters = max((len(r["clinician_scores"].split()) for r in self.rows), default=0)
+        if "clips" in self._kinds:
+            return {"frame_scores": False, "video_raters": raters, "masks": False}
+        return {"frame_scores": True, "video_raters": raters, "masks": self._masks}
+
     def close(self, splits: dict[str, list[str]] | None = None) -> None:
+        extra_cols = sorted({k for r in self.rows for k in r} - set(VIDEO_COLUMNS) - set(OPTIONAL_COLUMNS))
+        fields = list(VIDEO_COLUMNS)
+        if "clips" in self._kinds or any(r.get("zone") for r in self.rows):
+            fields += OPTIONAL_COLUMNS
         with (self.root / "videos.csv").open("w", newline="") as fh:
-            wr = csv.DictWriter(fh, fieldnames=VIDEO_COLUMNS)
+            wr = csv.DictWriter(fh, fieldnames=fields + extra_cols, restval="")
             wr.writeheader()
             wr.writerows(self.rows)
         meta = {
@@ -457,6 +632,7 @@ class LayoutWriter:
             "name": self.name,
             "n_videos": len(self.rows),
             "n_patients": len({r["patient_id"] for r in self.rows}),
+            "labels": self.labels(),
         } | self.info
         (self.root / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
         if splits is not None:

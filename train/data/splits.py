@@ -7,6 +7,10 @@
   ``score[t] != score[t−1]``) — the ambiguous frames at the boundary between two scores;
 * Setting 3: keep only the videos on which at least A of the clinicians agree (the most common
   video score was given by ≥ A of them); videos without video-level scores are dropped.
+
+Clip-level data (one score per clip from one rater, ``VideoRecord.frame_scores is None``) has
+neither: :func:`setting2` and :func:`setting3` refuse it by name rather than silently returning
+Setting 1.
 """
 
 from __future__ import annotations
@@ -94,8 +98,23 @@ def setting2_keep(frame_scores: Sequence[int] | np.ndarray, k: int) -> np.ndarra
     return keep
 
 
+def _dataset_name(records: Sequence[VideoRecord]) -> str:
+    names = sorted({r.dataset for r in records if r.dataset})
+    return ", ".join(names) if names else "this dataset"
+
+
 def setting2(records: Sequence[VideoRecord], k: int) -> list[tuple[VideoRecord, np.ndarray]]:
-    """(record, kept frame indices) per video under Setting 2; videos left empty are dropped."""
+    """(record, kept frame indices) per video under Setting 2; videos left empty are dropped.
+
+    Raises ValueError for videos without frame scores (clip-level data): Setting 2 is defined by
+    the frame-score transitions, which such data does not have.
+    """
+    unlabelled = [r for r in records if r.frame_scores is None]
+    if unlabelled:
+        raise ValueError(
+            f"Setting 2 needs frame scores; {_dataset_name(unlabelled)} has clip-level labels only "
+            f"({len(unlabelled)} of {len(records)} videos without frame scores)"
+        )
     out = []
     for r in records:
         idx = np.flatnonzero(setting2_keep(r.frame_scores, k))
@@ -105,10 +124,21 @@ def setting2(records: Sequence[VideoRecord], k: int) -> list[tuple[VideoRecord, 
 
 
 def setting3(records: Sequence[VideoRecord], a: int) -> list[VideoRecord]:
-    """Videos on which at least ``a`` clinicians gave the same video score."""
+    """Videos on which at least ``a`` clinicians gave the same video score.
+
+    Raises ValueError when the videos were scored by one rater (Setting 3 measures agreement
+    between raters; with one rater it would silently be Setting 1) or by none.
+    """
     if a < 1:
         raise ValueError(f"A must be >= 1, got {a}")
     n = max((len(r.clinician_scores) for r in records), default=0)
+    if records and n == 0:
+        raise ValueError(f"Setting 3 needs the clinicians' video scores; {_dataset_name(records)} has none")
+    if n == 1:
+        raise ValueError(
+            f"Setting 3 is not defined for one rater: {_dataset_name(records)} has one video score per "
+            f"clip, so agreement of A={a} raters cannot be measured"
+        )
     if n and a > n:
         raise ValueError(f"A={a} is more than the {n} clinicians who scored the videos")
     return [r for r in records if r.clinician_scores and max_agreeing(r.clinician_scores) >= a]

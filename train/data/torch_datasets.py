@@ -70,6 +70,16 @@ class FrameCache:
         return sum(a.nbytes for a in self._frames.values())
 
 
+def _require_frame_scores(records: Sequence[VideoRecord], what: str) -> None:
+    """Refuse clip-level records (``frame_scores is None``) by name instead of inventing labels."""
+    missing = [r.video_id for r in records if r.frame_scores is None]
+    if missing:
+        raise ValueError(
+            f"{what} needs frame scores; {len(missing)} video(s) (e.g. {missing[0]}) have clip-level "
+            "labels only: train on clip-level data with `lus-train real-cv`"
+        )
+
+
 def _to_tensor(img: np.ndarray, scale: str) -> torch.Tensor:
     return torch.from_numpy(scale_intensity(img, scale)[None])  # type: ignore[arg-type]
 
@@ -87,6 +97,7 @@ class FrameDataset(Dataset):
         transform: Transform | None = None,
     ) -> None:
         self.records = list(records)
+        _require_frame_scores(self.records, "FrameDataset")
         self.cache = cache or FrameCache(size_hw)
         self.scale, self.transform = scale, transform
         items = []
@@ -128,6 +139,7 @@ class ClipDataset(Dataset):
         cache: FrameCache | None = None,
     ) -> None:
         self.records = list(records)
+        _require_frame_scores(self.records, "ClipDataset")
         self.cache = cache or FrameCache(size_hw)
         self.scale = scale
         if clip_len is not None and clip_len < 1:

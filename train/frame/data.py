@@ -162,6 +162,13 @@ def load_layout(root: str | Path, input_hw: tuple[int, int], progress: bool = Tr
         raise ValueError(
             f"{root}: no videos found; check the layout with `python -m train.data check {root}`"
         )
+    unlabelled = [r.video_id for r in records if r.frame_scores is None]
+    if unlabelled:
+        raise ValueError(
+            f"{root}: no frame labels (frame scores) for {len(unlabelled)} of {len(records)} videos — "
+            "the dataset has clip-level labels only (one score per clip); the frame trainer needs a score "
+            "for every frame. Train on clip-level data with `lus-train real-cv`."
+        )
     videos, frames = [], []
     for rec in tqdm(records, desc="decode + letterbox", disable=not progress):
         imgs = layout.read_frames(rec)

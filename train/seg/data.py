@@ -176,7 +176,10 @@ def from_layout(
         images.append(ds.cache.frames(rec)[fi])
         masks.append(ds.mask(i))
         patients.append(str(rec.patient_id))
-        scores.append(int(rec.frame_scores[fi]))
+        if rec.frame_scores is None:  # masks without frame scores: the mask's highest class
+            scores.append(int(masks[-1][masks[-1] < 4].max(initial=0)))
+        else:
+            scores.append(int(rec.frame_scores[fi]))
         probes.append(str(rec.probe))
     return SegSamples(
         np.stack(images),
