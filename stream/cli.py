@@ -1,10 +1,10 @@
 """``lus-stream``: run the streaming engine on a device, file, folder, DICOM cine, URL or the simulator.
 
 ``lus-stream [run] [options]`` runs the engine (``run`` is the default subcommand); other
-subcommands dispatch on the first argument: ``keygen`` (CURVE keys), and ``report`` / ``bench``
-when their modules are installed. Exit codes: 0 clean stop or end of source, 2 bad options or
-startup failure, 3 the source ended with an error (truncated clip, device missing) after what
-decoded was published and recorded.
+subcommands dispatch on the first argument: ``keygen`` (CURVE keys), ``exam-clips`` (an exam from
+recorded clips, one per zone), and ``report`` / ``bench`` when their modules are installed.
+Exit codes: 0 clean stop or end of source, 2 bad options or startup failure, 3 the source ended
+with an error (truncated clip, device missing) after what decoded was published and recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from stream import exam
 from stream.control import DEFAULT_CTRL
@@ -31,6 +32,7 @@ SUBCOMMANDS: dict[str, str] = {
     "keygen": "stream.security:keygen_main",
     "report": "stream.report:main",
     "bench": "stream.bench:main",
+    "exam-clips": "stream.exam_clips:main",
 }
 
 
@@ -102,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
         description="Score lung-ultrasound video in real time (Reg-STN frame scores, streaming uninorm clip "
         "score, segmentation ensemble) and publish the results over ZeroMQ. Subcommands: "
-        "`lus-stream keygen DIR`, `lus-stream report FILE`, `lus-stream bench` (where installed). "
+        "`lus-stream keygen DIR`, `lus-stream report FILE`, `lus-stream exam-clips ZONE=FILE ...`, "
+        "`lus-stream bench` (where installed). "
         "Decision support only; the shipped models are trained on synthetic data and not for clinical use.",
     )
     src = p.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
@@ -218,27 +221,35 @@ def source_spec(args: argparse.Namespace):  # -> stream.capture.SourceSpec
                       **common)
 
 
+def engine_config(args: argparse.Namespace, spec: Any = None) -> Any:  # -> stream.pipeline.EngineConfig
+    """The engine configuration for parsed ``lus-stream`` options (``spec``: the source, default from args);
+    also used by ``lus-stream exam-clips`` so that its lanes are exactly those of ``lus-stream --clip``."""
+    from stream.pipeline import EngineConfig
+
+    spec = source_spec(args) if spec is None else spec
+    return EngineConfig(
+        source=spec, engines_dir=args.engines, backend=args.backend, pub=args.pub,
+        ctrl=None if args.ctrl == "none" else args.ctrl, record_dir=args.record,
+        seg_every=args.seg_every, mc_samples=args.mc_samples, mc_every=args.mc_every,
+        window=(args.window or (None, None))[0], window_s=(args.window or (None, None))[1],
+        aggregator=args.aggregator, max_frames=args.max_frames,
+        max_batch=args.max_batch, capacity=args.buffer, threads=args.threads,
+        stream_id=args.stream_id or spec.source_id, print_status=args.print_status or args.demo,
+        insecure=args.insecure, seed=args.seed, publish_frames=args.publish_frames,
+        record_frames=args.record_frames, keys_dir=args.keys,
+    )
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.exam_demo and not args.demo:
         parser.error("--exam-demo needs --demo (it scripts the synthetic demo source)")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from stream.pipeline import EngineConfig, StreamEngine
+    from stream.pipeline import StreamEngine
 
     try:
-        spec = source_spec(args)
-        cfg = EngineConfig(
-            source=spec, engines_dir=args.engines, backend=args.backend, pub=args.pub,
-            ctrl=None if args.ctrl == "none" else args.ctrl, record_dir=args.record,
-            seg_every=args.seg_every, mc_samples=args.mc_samples, mc_every=args.mc_every,
-            window=(args.window or (None, None))[0], window_s=(args.window or (None, None))[1],
-            aggregator=args.aggregator, max_frames=args.max_frames,
-            max_batch=args.max_batch, capacity=args.buffer, threads=args.threads,
-            stream_id=args.stream_id or spec.source_id, print_status=args.print_status or args.demo,
-            insecure=args.insecure, seed=args.seed, publish_frames=args.publish_frames,
-            record_frames=args.record_frames, keys_dir=args.keys,
-        )
+        cfg = engine_config(args)
         engine = StreamEngine(cfg)
         # the exam protocol is always on: control commands, zone resets, topic "exam", status.exam
         session = exam.attach(engine, store_patient_id=args.store_patient_id)

@@ -10,10 +10,12 @@ zone score. The state machine::
                           │  freeze [Z]  : Z's score := latest clip score/probs/frame range of Z's clip
                           │  redo [Z]    : Z's score cleared, Z current, aggregate reset
 
-Protocols (zone names: side R/L, region P(osterior)/L(ateral)/A(nterior), index from cranial to caudal)::
+Protocols (zone names: side R/L, region P(osterior)/L(ateral)/A(nterior), index from cranial to caudal;
+BLUE points: side, 1 upper / 2 lower BLUE point, 3 PLAPS point; tables in :mod:`stream.exam_schema`)::
 
     soldati14: RP1 RP2 RP3 RL1 RL2 RA1 RA2  LP1 LP2 LP3 LL1 LL2 LA1 LA2   (max total 42)
     soldati12: RP1 RP2     RL1 RL2 RA1 RA2  LP1 LP2     LL1 LL2 LA1 LA2   (max total 36)
+    blue6:     L1 L2 L3  R1 R2 R3                                          (max total 18)
 
 Patient identifiers: anything published (and so recorded to disk) carries only
 ``sha256(salt + ":" + patient_id)`` in hex. ``salt`` is the site salt (``LUS_PATIENT_SALT`` or the engine's
@@ -24,7 +26,8 @@ salt is used and never written, so the hash only links messages within that exam
 
 The engine feeds the state with its own ``video`` messages (:meth:`ExamSession.observe_video`), registers
 :func:`control_commands` into its control table and publishes :meth:`ExamSession.body` on topic ``exam``
-after every change (``on_change``).
+after every change (``on_change``). The ``exam`` message's schema (and its total checks) belongs to
+:mod:`stream.wire`; this module imports it, never the other way round.
 """
 
 from __future__ import annotations
@@ -39,6 +42,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream import wire
+from stream.exam_schema import (  # noqa: F401 - re-exported: the zone tables live in stream.exam_schema
+    BLUE_POINTS,
+    DEFAULT_PROTOCOL,
+    EVENTS,
+    EXAM_STATES,
+    MAX_ZONE_SCORE,
+    N_SCORES,
+    PROTOCOL_TITLES,
+    PROTOCOLS,
+    REGIONS,
+    SIDES,
+    protocol_for,
+    zone_label,
+)
 
 try:  # the control server's error type, when the engine's control module is importable
     from stream.control import CommandError
@@ -49,29 +66,6 @@ except ImportError:  # pragma: no cover - the control module always ships with s
 
 
 SALT_ENV = "LUS_PATIENT_SALT"
-N_SCORES = 4
-MAX_ZONE_SCORE = N_SCORES - 1
-
-SIDES = {"R": "right", "L": "left"}
-REGIONS = {"P": "posterior", "L": "lateral", "A": "anterior"}
-
-
-def _zones(per_side: Sequence[tuple[str, int]]) -> tuple[str, ...]:
-    return tuple(f"{side}{region}{i}" for side in SIDES for region, n in per_side for i in range(1, n + 1))
-
-
-PROTOCOLS: dict[str, tuple[str, ...]] = {
-    "soldati14": _zones([("P", 3), ("L", 2), ("A", 2)]),
-    "soldati12": _zones([("P", 2), ("L", 2), ("A", 2)]),
-}
-DEFAULT_PROTOCOL = "soldati14"
-EXAM_STATES = ("idle", "running", "stopped")
-EVENTS = ("start", "zone", "freeze", "redo", "stop", "update")
-
-
-def zone_label(name: str) -> str:
-    """``"RP2"`` → ``"right posterior 2"``."""
-    return f"{SIDES[name[0]]} {REGIONS[name[1]]} {name[2:]}"
 
 
 def hash_patient_id(patient_id: str, salt: str) -> str:
@@ -300,7 +294,7 @@ Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 COMMAND_HELP = {
     "exam_start": "start an exam: {'exam_id': str, 'patient_id': str (optional, hashed unless "
-                  "--store-patient-id), 'protocol': 'soldati14'|'soldati12'}",
+                  "--store-patient-id), 'protocol': 'soldati14'|'soldati12'|'blue6'}",
     "zone": "select the zone being scanned ({'zone': 'RP1' | number | 'next'}); resets the clip aggregate",
     "freeze": "take the current clip score as the current zone's score",
     "redo": "clear a zone's score and scan it again ({'zone': ...}, default the current zone)",
@@ -374,51 +368,14 @@ def register(server: Any, exam: ExamSession, on_zone_change: Callable[[], int | 
 
 
 # ---------------------------------------------------------------------- wire schema of the ``exam`` topic
-_probs_or_none = wire._nullable(wire._probs(N_SCORES))
-_seq_or_none = wire._nullable(wire._int(0))
-_zone_entry = wire._map(
-    {"zone": wire._str(), "score": wire._nullable(wire._int(0, MAX_ZONE_SCORE)), "probs": _probs_or_none,
-     "frames": wire._int(0), "first_seq": _seq_or_none, "last_seq": _seq_or_none},
-    {"label": wire._str(), "clip": _seq_or_none, "frozen_unix_s": wire._nullable(wire._num(0.0))},
-)
-EXAM_REQUIRED: dict[str, wire.Check] = {
-    "exam_id": wire._nullable(wire._str()),
-    "state": wire._str(EXAM_STATES),
-    "protocol": wire._str(tuple(PROTOCOLS)),
-    "zone": wire._nullable(wire._str()),
-    "zones": wire._list(_zone_entry),
-    "scored": wire._int(0),
-    "n_zones": wire._int(1),
-    "partial_total": wire._int(0),
-    "total": wire._nullable(wire._int(0)),
-    "max_total": wire._int(0),
-}
-EXAM_OPTIONAL: dict[str, wire.Check] = {
-    "event": wire._str(EVENTS),
-    "patient": wire._nullable(wire._str()),
-    "patient_id_stored": wire._bool,
-    "current": wire._map({}, {"score": wire._nullable(wire._int(0, MAX_ZONE_SCORE)), "probs": _probs_or_none,
-                              "frames": wire._int(0), "first_seq": _seq_or_none, "last_seq": _seq_or_none,
-                              "clip": _seq_or_none}),
-    "started_unix_s": wire._nullable(wire._num(0.0)),
-    "stopped_unix_s": wire._nullable(wire._num(0.0)),
-}
+# Owned by stream.wire (no import cycle); kept here under their old names for existing callers.
+EXAM_REQUIRED = wire.EXAM_REQUIRED
+EXAM_OPTIONAL = wire.EXAM_OPTIONAL
 
 
 def validate_exam(msg: Any) -> None:
-    """Check an ``exam`` map (common header + the fields above); raises :class:`stream.wire.WireError`.
-
-    ``stream.wire.validate("exam", ...)`` does the same once ``wire.SCHEMAS["exam"]`` holds
-    ``(EXAM_REQUIRED, EXAM_OPTIONAL)``; until then the viewer and the report call this as well.
-    """
+    """Check an ``exam`` map; the same as ``stream.wire.validate("exam", msg)`` (kept for old callers)."""
     wire.validate("exam", msg)
-    wire._check_fields(msg, EXAM_REQUIRED, EXAM_OPTIONAL, "exam")
-    scored = [z for z in msg["zones"] if z["score"] is not None]
-    if msg["partial_total"] != sum(z["score"] for z in scored):
-        raise wire.WireError("exam.partial_total: does not equal the sum of the zone scores")
-    complete = len(scored) == len(msg["zones"])
-    if msg["total"] is not None and (not complete or msg["total"] != msg["partial_total"]):
-        raise wire.WireError("exam.total: set although not every zone is scored, or differs from the sum")
 
 
 # ---------------------------------------------------------------------- wiring into the engine
@@ -474,7 +431,7 @@ def run_scripted_exam(pub: str, ctrl: str, scores: Sequence[int] = DEMO_SCORES, 
     """
     import zmq
 
-    protocol = "soldati14" if len(scores) == 14 else "soldati12"
+    protocol = protocol_for(len(scores))
     margin = max(1, dwell_frames // 6) if margin is None else margin
     timeout_s = (len(scores) * dwell_frames + lead_in) / 10.0 + 30 if timeout_s is None else timeout_s
     ctx = zmq.Context.instance()

@@ -8,11 +8,14 @@ dropped and said so on the page) and writes, beside it or into ``--out``:
   dependencies).
 
 The page: the exam's zone diagram with the zone scores and the total LUS score (sum of the 14 Soldati zone
-scores, 0-42, or 0-36 for 12 zones; "partial" while zones are missing), the zone table (probabilities,
-frames the score rests on), a timeline of frame and clip scores with the frozen zone windows, representative
-frames with the overlay (when the ``image`` topic was recorded: ``lus-stream --record-frames``), and the
-models used. It always states that the output is decision support; when a model's manifest says
-``training.synthetic_only`` it states that the models are NOT for clinical use.
+scores, 0-42, 0-36 for 12 zones, 0-18 for the six BLUE points; "partial" while zones are missing), the zone
+table (probabilities, frames the score rests on), a timeline of frame and clip scores with the frozen zone
+windows, representative frames with the overlay (when the ``image`` topic was recorded: ``lus-stream
+--record-frames``), and the models used with their training domain and data set. It always states that the
+output is decision support; when a model's manifest says ``training.synthetic_only`` (or ``training.domain``
+``"synthetic"``) it states that the models are NOT for clinical use, and when such a scoring model scored
+anything but the simulator (a clip, device, DICOM, folder or stream: the recording's ``meta.source`` or
+``status.source.kind``) it says prominently that its scores on real video mean nothing.
 """
 
 from __future__ import annotations
@@ -32,10 +35,10 @@ from typing import Any
 import cv2
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Circle, Polygon, Rectangle
 
 from stream import wire
-from stream.exam import PROTOCOLS, REGIONS, SIDES, validate_exam, zone_label
+from stream.exam_schema import BLUE_POINTS, PROTOCOLS, REGIONS, SIDES, zone_label
 from stream.recorder import Record, read_results
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,10 @@ NOT_CLINICAL = ("NOT FOR CLINICAL USE: the models that produced these results we
                 "(simulated) data only.")
 UNKNOWN_PROVENANCE = ("Model provenance is not recorded in this file: check the models' manifests before "
                       "any clinical use.")
+SYNTHETIC_ON_REAL = ("WARNING: SYNTHETIC-ONLY MODEL ON REAL VIDEO: the scoring model {model} was trained on "
+                     "simulated data only and has never seen a real scan, but this recording's source is "
+                     "{source}, not the simulator. Its scores here are not meaningful; do not use them.")
+DOMAINS = ("synthetic", "real", "mixed")
 MAX_THUMBS = 8
 
 
@@ -67,7 +74,28 @@ class ExamRun:
     segs: list[Record]
     status: dict[str, Any] | None
     skipped: int = 0
-    models: list[dict[str, Any]] = field(default_factory=list)  # {"name", "synthetic_only": bool|None}
+    # {"name", "path", "role": "scoring"|"segmentation"|None, "synthetic_only": bool|None,
+    #  "domain": "synthetic"|"real"|"mixed"|None, "dataset": str|None}
+    models: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def source_kind(self) -> str | None:
+        """What the engine read: ``synthetic``, ``clip``, ``device``, ... (header meta, else status)."""
+        kind = (self.header.get("meta") or {}).get("source")
+        if not kind and self.status is not None:
+            kind = (self.status.get("source") or {}).get("kind")
+        return str(kind) if kind and kind != "unknown" else None
+
+    @property
+    def synthetic_model_on_real_video(self) -> str | None:
+        """The name of a synthetic-only scoring model that scored a non-simulator source, else None."""
+        kind = self.source_kind
+        if kind is None or kind == "synthetic":
+            return None
+        for m in self.models:
+            if m.get("role") == "scoring" and m["synthetic_only"] is True:
+                return str(m["name"])
+        return None
 
     @property
     def synthetic_only(self) -> bool | None:
@@ -80,35 +108,83 @@ class ExamRun:
         return None
 
 
-def _manifest_flag(path: Path) -> bool | None:
-    """``training.synthetic_only`` of the manifest beside a model file (``NAME.json``), None if unreadable."""
-    candidates = [path] if path.suffix == ".json" else [path.with_suffix(".json")]
-    for cand in candidates:
-        try:
-            manifest = json.loads(cand.read_text())
-        except (OSError, ValueError):
-            continue
-        flag = (manifest.get("training") or {}).get("synthetic_only")
-        if isinstance(flag, bool):
-            return flag
-    return None
+def _manifest_training(path: Path) -> dict[str, Any] | None:
+    """The ``training`` map of the manifest beside a model file (``NAME.json``), None if unreadable."""
+    cand = path if path.suffix == ".json" else path.with_suffix(".json")
+    try:
+        manifest = json.loads(cand.read_text())
+    except (OSError, ValueError):
+        return None
+    training = manifest.get("training") if isinstance(manifest, dict) else None
+    return training if isinstance(training, dict) else {}
+
+
+def _provenance(training: dict[str, Any] | None, lane: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``synthetic_only``, ``domain``, ``dataset`` from a manifest's ``training`` map, else from the
+    ``status`` lane that ran the model (its optional ``domain``/``dataset``); each None where neither says.
+    The flags are made consistent: ``domain`` "synthetic" ⇒ synthetic-only, "real"/"mixed" ⇒ not;
+    ``synthetic_only: true`` ⇒ "synthetic"."""
+    training, lane = training or {}, lane or {}
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) and value.strip() else None
+
+    flag = training.get("synthetic_only")
+    flag = flag if isinstance(flag, bool) else None
+    domain = training.get("domain")
+    domain = domain if domain in DOMAINS else None
+    if flag is None and domain is None:  # the manifest says nothing: what the engine reported
+        domain = lane.get("domain") if lane.get("domain") in DOMAINS else None
+    dataset = text(training.get("dataset")) or text(lane.get("dataset"))
+    if flag is None and domain is not None:
+        flag = domain == "synthetic"
+    if domain is None and flag is True:
+        domain = "synthetic"
+    return {"synthetic_only": flag, "domain": domain, "dataset": dataset}
 
 
 def _models(header: dict[str, Any], status: dict[str, Any] | None, manifests: list[Path]) -> list[dict]:
     meta = header.get("meta") or {}
+    lanes = (status or {}).get("lanes") or {}
     out: list[dict[str, Any]] = []
-    paths = [meta.get("frame_model"), *(meta.get("seg_models") or [])]
-    for p in paths:
+    roles = [(meta.get("frame_model"), "scoring")]
+    roles += [(p, "segmentation") for p in meta.get("seg_models") or []]
+    for p, role in roles:
         if p:
-            out.append({"name": Path(p).stem, "path": str(p), "synthetic_only": _manifest_flag(Path(p))})
-    for m in manifests:
-        out.append({"name": m.stem, "path": str(m), "synthetic_only": _manifest_flag(m)})
-    if not out and status is not None:  # only names from the status message
-        for lane in status["lanes"].values():
+            out.append({"name": Path(p).stem, "path": str(p), "role": role,
+                        **_provenance(_manifest_training(Path(p)), lanes.get(role))})
+    for m in manifests:  # --manifest: a frame-model manifest stands for the scoring lane
+        training = _manifest_training(m)
+        try:
+            task = json.loads(m.read_text()).get("task")
+        except (OSError, ValueError, AttributeError):
+            task = None
+        role = {"frame": "scoring", "seg": "segmentation"}.get(task) if isinstance(task, str) else None
+        out.append({"name": m.stem, "path": str(m), "role": role, **_provenance(training)})
+    if not out:  # only names from the status message
+        for role, lane in lanes.items():
             if lane.get("model"):
-                out.append({"name": lane["model"], "path": None,
-                            "synthetic_only": True if "synthetic" in lane["model"].lower() else None})
+                prov = _provenance(None, lane)
+                if prov["synthetic_only"] is None and "synthetic" in lane["model"].lower():
+                    prov |= {"synthetic_only": True, "domain": "synthetic"}
+                out.append({"name": lane["model"], "path": None, "role": role, **prov})
     return out
+
+
+def model_text(m: dict[str, Any]) -> str:
+    """``"regstn: trained on synthetic data (dataset: synth-frame)"``: what the report says of one model."""
+    if m.get("domain") is not None:
+        what = {"synthetic": "trained on synthetic data only", "real": "trained on real scans",
+                "mixed": "trained on real and synthetic data"}[m["domain"]]
+    elif m["synthetic_only"] is True:
+        what = "trained on synthetic data only"
+    elif m["synthetic_only"] is False:
+        what = "training domain not stated (not synthetic-only; see manifest)"
+    else:
+        what = "provenance unknown"
+    dataset = f" (dataset: {m['dataset']})" if m.get("dataset") else ""
+    role = f" [{m['role']}]" if m.get("role") else ""
+    return f"{m['name']}{role}: {what}{dataset}"
 
 
 def load_run(path: str | Path, exam_id: str | None = None, manifests: list[Path] | None = None) -> ExamRun:
@@ -120,9 +196,7 @@ def load_run(path: str | Path, exam_id: str | None = None, manifests: list[Path]
     skipped = 0
     for rec in results.records:
         try:
-            wire.validate(rec.topic, rec.msg, rec.payloads)
-            if rec.topic == "exam":
-                validate_exam(rec.msg)
+            wire.validate(rec.topic, rec.msg, rec.payloads)  # exam: fields and totals
         except wire.WireError as err:
             skipped += 1
             log.warning("%s: skipping a %s message: %s", path, rec.topic, err)
@@ -158,10 +232,56 @@ def _png(fig: Figure, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
+# BLUE points on a front view of one half chest: (distance from the sternum, height) in diagram units,
+# the half chest spanning 0..3 × 0..3.3; the PLAPS point sits low at the posterolateral edge.
+BLUE_LAYOUT = {"1": (1.1, 2.35), "2": (1.35, 1.2), "3": (2.45, 0.45)}
+
+
+def _zone_colour(exam: dict[str, Any] | None, name: str, zones: dict[str, Any]) -> tuple[str, Any, float]:
+    score = zones.get(name, {}).get("score")
+    lw = 2.5 if exam and exam.get("zone") == name else 0.8
+    return (SCORE_RGB[score] if score is not None else UNSCORED_RGB), score, lw
+
+
+def draw_blue_diagram(ax: Any, exam: dict[str, Any] | None) -> None:
+    """BLUE protocol: both half chests seen from the front (patient's right on the left), each with its
+    upper and lower BLUE point (anterior) and PLAPS point (posterolateral), coloured by score."""
+    zones = {z["zone"]: z for z in exam["zones"]} if exam else {}
+    for side in SIDES:  # R drawn on the left, sternum in the middle at x = 3.3
+        sternum = 3.0 if side == "R" else 3.6
+        sign = -1.0 if side == "R" else 1.0
+
+        def xy(u: float, y: float, sternum: float = sternum, sign: float = sign) -> tuple[float, float]:
+            return sternum + sign * u, y
+
+        outline = [xy(0.0, 3.3), xy(2.4, 3.3), xy(3.0, 2.6), xy(3.0, 0.0), xy(0.4, 0.2), xy(0.0, 0.6)]
+        ax.add_patch(Polygon(outline, closed=True, fill=False, ls="--", ec="#999999", lw=0.8))
+        ax.text(xy(1.5, 3.45)[0], 3.45, SIDES[side], ha="center", va="bottom", fontsize=10, weight="bold")
+        ax.text(xy(0.15, 3.1)[0], 3.1, "ant.", ha="center", va="center", fontsize=6, color="#666666")
+        ax.text(xy(2.75, 2.4)[0], 2.4, "lat.", ha="center", va="center", fontsize=6, color="#666666")
+        for point, (u, y) in BLUE_LAYOUT.items():
+            name = f"{side}{point}"
+            colour, score, lw = _zone_colour(exam, name, zones)
+            cx, cy = xy(u, y)
+            ax.add_patch(Circle((cx, cy), 0.42, fc=colour, ec="black", lw=lw))
+            ax.text(cx, cy + 0.17, name, ha="center", va="center", fontsize=7)
+            ax.text(cx, cy - 0.12, "-" if score is None else str(score), ha="center", va="center",
+                    fontsize=12, weight="bold")
+            caption = BLUE_POINTS[point].replace(" BLUE point", " BLUE").replace(" point", "")
+            ax.text(cx, cy - 0.52, caption, ha="center", va="top", fontsize=5.5, color="#444444")
+    ax.set_xlim(-0.1, 6.7)
+    ax.set_ylim(-0.3, 3.9)
+    ax.set_aspect("equal")
+
+
 def draw_zone_diagram(ax: Any, exam: dict[str, Any] | None) -> None:
-    """Right and left chest, columns posterior / lateral / anterior, rows cranial → caudal."""
+    """Right and left chest, columns posterior / lateral / anterior, rows cranial → caudal (Soldati); the
+    six BLUE points on both half chests for ``blue6``."""
     ax.set_axis_off()
     protocol = exam["protocol"] if exam else "soldati14"
+    if protocol == "blue6":
+        draw_blue_diagram(ax, exam)
+        return
     zones = {z["zone"]: z for z in exam["zones"]} if exam else {}
     names = set(PROTOCOLS[protocol])
     regions = list(REGIONS)  # P, L, A
@@ -284,6 +404,12 @@ def notices(run: ExamRun) -> list[tuple[str, str]]:
     """(level, text) lines the page must show: decision support, clinical-use status, data completeness."""
     lines = [("info", DECISION_SUPPORT)]
     synthetic = run.synthetic_only
+    on_real = run.synthetic_model_on_real_video
+    engine_warning = (run.status or {}).get("domain_warning")  # the engine's own check (status)
+    if on_real is not None:
+        lines.append(("danger", SYNTHETIC_ON_REAL.format(model=on_real, source=run.source_kind)))
+    elif isinstance(engine_warning, str) and engine_warning:
+        lines.append(("danger", f"WARNING: {engine_warning}"))
     if synthetic is True:
         lines.append(("danger", NOT_CLINICAL))
     elif synthetic is None:
@@ -364,9 +490,10 @@ def render_page(run: ExamRun, path_png: Path, path_pdf: Path | None = None,
     else:
         fig.text(0.05, 0.2, "No frames were recorded (start the engine with --record-frames to include "
                             "representative frames with overlays).", fontsize=8, color="#666666")
-    models = ", ".join(f"{m['name']}{' (synthetic data)' if m['synthetic_only'] else ''}" for m in run.models)
-    fig.text(0.05, 0.012, f"models: {models or 'unknown'} · source file {run.path.name} · generated by "
-                          f"lus-stream report", fontsize=6, color="#666666")
+    models = "; ".join(model_text(m) for m in run.models)
+    fig.text(0.05, 0.012, f"models: {models or 'unknown'} · source {run.source_kind or '?'}, file "
+                          f"{run.path.name} · generated by lus-stream report", fontsize=6, color="#666666",
+             wrap=True)
     fig.savefig(path_png, dpi=110)
     if path_pdf is not None:
         fig.savefig(path_pdf)
@@ -419,10 +546,9 @@ def render_html(run: ExamRun, figures: dict[str, bytes], thumbs: list[tuple[str,
         parts.append("</div>")
     else:
         parts.append("<p>No frames were recorded (start the engine with --record-frames).</p>")
-    models = "".join(f"<li>{esc(m['name'])}: "
-                     f"{'synthetic data only' if m['synthetic_only'] else 'provenance unknown' if m['synthetic_only'] is None else 'see manifest'}"  # noqa: E501
-                     f"</li>" for m in run.models)
+    models = "".join(f"<li>{esc(model_text(m))}</li>" for m in run.models)
     parts.append(f"<h2>Models</h2><ul>{models or '<li>not recorded</li>'}</ul>")
+    parts.append(f"<p>Video source: {esc(run.source_kind or 'not recorded')}</p>")
     parts.append(f"<p style='font-size:11px;color:#666'>source: {esc(str(run.path))} · "
                  f"{len(run.frames)} frame results, {len(run.videos)} clip results, {len(run.segs)} "
                  f"segmentations, {len(run.images)} frames recorded · generated "

@@ -182,3 +182,69 @@ def test_wire_validate_checks_exam_fields_once_wired() -> None:
         pytest.skip("stream.wire does not check exam fields yet; exam.validate_exam covers them")
     with pytest.raises(wire.WireError, match="zones"):
         ex.validate_exam(msg)
+
+
+# ---------------------------------------------------------------------- BLUE protocol (blue6)
+BLUE_SCORES = [2, 1, 3, 0, 1, 2]  # L1 L2 L3 R1 R2 R3: total 9
+
+
+def test_blue_protocol_zone_names_and_labels() -> None:
+    assert ex.PROTOCOLS["blue6"] == ("L1", "L2", "L3", "R1", "R2", "R3")
+    assert ex.zone_label("L1") == "left upper BLUE point"
+    assert ex.zone_label("R2") == "right lower BLUE point"
+    assert ex.zone_label("L3") == "left PLAPS point"
+    assert ex.zone_label("RP2") == "right posterior 2"  # Soldati labels unchanged
+
+
+def test_blue_total_over_all_zones_then_redo() -> None:
+    session = ExamSession()
+    engine = FakeEngine(session)
+    handlers = ex.control_commands(session, on_zone_change=engine.reset, on_change=engine.publish)
+    body = handlers["exam_start"]({"exam_id": "blue", "protocol": "blue6"})["exam"]
+    assert body["n_zones"] == 6 and body["max_total"] == 18 and body["total"] is None
+    for i, score in enumerate(BLUE_SCORES):
+        handlers["zone"]({"zone": "next" if i % 2 else ex.PROTOCOLS["blue6"][i].lower()})
+        engine.video(score, n=3 + i)
+        body = handlers["freeze"]({})["exam"]
+        assert body["zones"][i]["score"] == score and body["scored"] == i + 1
+        assert body["partial_total"] == sum(BLUE_SCORES[: i + 1])
+        assert body["total"] is None or i == 5
+    assert body["total"] == 9 and [z["zone"] for z in body["zones"]] == list(ex.PROTOCOLS["blue6"])
+    body = handlers["redo"]({"zone": "L3"})["exam"]
+    assert body["zone"] == "L3" and body["total"] is None and body["partial_total"] == 9 - 3
+    engine.video(1, n=4)
+    body = handlers["freeze"]({})["exam"]
+    assert body["zones"][2]["score"] == 1 and body["total"] == 7
+    handlers["exam_stop"]({})
+    for msg in engine.published:  # every published table passes the one validator
+        wire.validate("exam", msg)
+    assert engine.published[-1]["state"] == "stopped" and engine.published[-1]["total"] == 7
+
+
+def test_blue_partial_total_and_zone_numbers() -> None:
+    session = ExamSession()
+    engine = FakeEngine(session)
+    session.start("blue-partial", protocol="blue6")
+    for number, score in ((4, 3), (6, 2)):  # R1, R3 by their 1-based numbers
+        session.set_zone(number, engine.reset())
+        engine.video(score)
+        session.freeze()
+    assert session.zone == "R3"
+    assert session.totals() == (2, 5, None)
+    body = session.body()
+    assert body["partial_total"] == 5 and body["total"] is None and body["max_total"] == 18
+    with pytest.raises(CommandError, match=r"1\.\.6"):
+        session.resolve_zone(7)
+
+
+def test_blue_unknown_zone_names_the_protocol_zones() -> None:
+    session = ExamSession()
+    session.start("blue-bad", protocol="blue6")
+    for bad in ("RP1", "L4", "X1"):
+        with pytest.raises(CommandError) as err:
+            session.set_zone(bad)
+        text = str(err.value)
+        assert "blue6" in text and all(z in text for z in ("L1", "L2", "L3", "R1", "R2", "R3")), text
+    handlers = ex.control_commands(session)
+    with pytest.raises(CommandError, match=r"'L1', 'L2', 'L3', 'R1', 'R2', 'R3'"):
+        handlers["zone"]({"zone": "LA1"})

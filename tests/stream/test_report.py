@@ -124,3 +124,106 @@ def test_report_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     bogus.write_bytes(b"\x93\x01\x02\x03")
     assert report.main([str(bogus)]) == 2
     assert "not a lus-stream results file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- training domain, BLUE diagram
+def _domain_manifest(tmp: Path, name: str, training: dict) -> Path:
+    (tmp / f"{name}.onnx").write_bytes(b"not a model")
+    (tmp / f"{name}.json").write_text(json.dumps({"name": name, "task": "frame", "training": training}))
+    return tmp / f"{name}.onnx"
+
+
+@pytest.mark.parametrize(
+    ("training", "source", "on_real", "not_clinical", "shown"),
+    [
+        ({"domain": "synthetic", "dataset": "synth-v2"}, "clip", True, True,
+         "trained on synthetic data only (dataset: synth-v2)"),
+        ({"synthetic_only": True, "domain": "synthetic"}, "synthetic", False, True,
+         "trained on synthetic data only"),
+        ({"synthetic_only": True}, "device", True, True, "trained on synthetic data only"),  # old manifest
+        ({"synthetic_only": False, "domain": "real", "dataset": "COVID-BLUES"}, "clip", False, False,
+         "trained on real scans (dataset: COVID-BLUES)"),
+        ({"domain": "mixed", "dataset": "COVID-BLUES + synth"}, "dicom", False, False,
+         "trained on real and synthetic data (dataset: COVID-BLUES + synth)"),
+    ],
+)
+def test_model_domain_and_the_synthetic_model_on_real_video_warning(
+        tmp_path: Path, training: dict, source: str, on_real: bool, not_clinical: bool, shown: str) -> None:
+    model = _domain_manifest(tmp_path, "regstn-x", training)
+    rec = sample.write_demo_recording(tmp_path / "r.lusr.msgpack", [1] * 12, frames_per_zone=4,
+                                      images_per_zone=0, meta={"frame_model": str(model), "source": source})
+    html = report.write_report(rec, tmp_path / "out", pdf=False)["html"].read_text()
+    assert ("SYNTHETIC-ONLY MODEL ON REAL VIDEO" in html) is on_real
+    assert ("NOT FOR CLINICAL USE" in html) is not_clinical
+    assert f"regstn-x [scoring]: {shown}" in html and "Decision support only" in html
+    assert f"Video source: {source}" in html
+    run = report.load_run(rec)
+    assert run.source_kind == source and (run.synthetic_model_on_real_video == "regstn-x") is on_real
+
+
+def test_domain_from_status_lanes_when_no_manifest_is_readable(tmp_path: Path) -> None:
+    from stream.recorder import Recorder
+
+    path = tmp_path / "lanes.lusr.msgpack"
+    with Recorder(path, "demo", meta={}) as rec:  # no model paths, no source in the header
+        status = sample.status_message(5, time.monotonic_ns())
+        status["lanes"]["scoring"] |= {"model": "regstn 1.0", "domain": "synthetic"}
+        status["lanes"]["segmentation"] |= {"model": "seg 2.0", "domain": "real"}
+        status["source"] |= {"kind": "device", "id": "/dev/video0"}
+        rec.append("status", status, [])
+    run = report.load_run(path)
+    roles = {m["role"]: (m["domain"], m["synthetic_only"]) for m in run.models}
+    assert roles == {"scoring": ("synthetic", True), "segmentation": ("real", False)}
+    assert run.source_kind == "device" and run.synthetic_model_on_real_video == "regstn 1.0"
+    assert any("SYNTHETIC-ONLY MODEL ON REAL VIDEO" in text for _, text in report.notices(run))
+
+
+def test_manifest_without_training_fields_stays_unknown(tmp_path: Path) -> None:
+    from stream.recorder import Recorder
+
+    model = _domain_manifest(tmp_path, "old", {})
+    rec = tmp_path / "old.lusr.msgpack"
+    with Recorder(rec, "demo", meta={"frame_model": str(model), "source": "clip"}) as recorder:
+        status = sample.status_message(5, time.monotonic_ns())  # lanes as before domain/dataset existed
+        for lane in status["lanes"].values():
+            lane.pop("domain", None)
+            lane.pop("dataset", None)
+        status.pop("domain_warning", None)
+        recorder.append("status", status, [])
+    run = report.load_run(rec)
+    assert run.models[0] | {"path": None} == {"name": "old", "path": None, "role": "scoring",
+                                              "synthetic_only": None, "domain": None, "dataset": None}
+    html = report.write_report(rec, tmp_path / "out", pdf=False)["html"].read_text()
+    assert "provenance unknown" in html and "Model provenance is not recorded" in html
+    assert "SYNTHETIC-ONLY MODEL ON REAL VIDEO" not in html
+
+
+def test_blue_zone_diagram_draws_six_points_and_total_of_18(tmp_path: Path) -> None:
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Circle
+
+    from stream import wire
+    from stream.exam import ExamSession
+
+    session = ExamSession()
+    session.start("blue", protocol="blue6")
+    for clip, (zone, score) in enumerate(zip(("L1", "L2", "L3", "R1", "R2", "R3"), (1, 2, 3, 0, 1, 2),
+                                             strict=True), start=1):
+        session.set_zone(zone, clip)
+        probs = [0.7 if i == score else 0.1 for i in range(4)]
+        session.observe_video({**wire.header("t", clip, clip, clip), "probs": probs, "score": score,
+                               "frames": 1, "clip": clip})
+        session.freeze()
+    msg = session.message("t")
+    fig = Figure()
+    ax = fig.add_subplot()
+    report.draw_zone_diagram(ax, msg)
+    points = [p for p in ax.patches if isinstance(p, Circle)]
+    assert len(points) == 6
+    texts = {t.get_text() for t in ax.texts}
+    assert {"L1", "L2", "L3", "R1", "R2", "R3", "right", "left", "PLAPS"} <= texts
+    centre = {t.get_text(): t.get_position() for t in ax.texts if t.get_text() in ("L1", "L3", "R1", "R3")}
+    assert centre["R1"][0] < centre["L1"][0]  # patient's right drawn on the left (front view)
+    assert centre["L3"][1] < centre["L1"][1] and centre["R3"][1] < centre["R1"][1]  # PLAPS low
+    assert abs(centre["L3"][0] - 3.3) > abs(centre["L1"][0] - 3.3)  # PLAPS lateral of the BLUE points
+    assert report.total_text(msg) == "LUS score 9 / 18"
