@@ -26,6 +26,7 @@ DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bool")
 SCALES = ("unit", "symmetric")
 PRECISIONS = ("fp32", "fp16", "int8")
 BATCH_DIM = "batch"
+DOMAINS = ("synthetic", "real", "mixed")  # training.domain: what the model was trained on
 
 REQUIRED_KEYS = (
     "schema_version",
@@ -186,6 +187,18 @@ def verify_model_file(manifest: Mapping[str, Any], manifest_path: str | Path) ->
     return target
 
 
+def training_domain(manifest: Mapping[str, Any]) -> str:
+    """What the model was trained on: ``training.domain`` ("synthetic" | "real" | "mixed"), or for a
+    manifest without it "synthetic" when ``training.synthetic_only`` is true, else "unknown"."""
+    tr = manifest.get("training")
+    if not isinstance(tr, Mapping):
+        return "unknown"
+    domain = tr.get("domain")
+    if domain in DOMAINS:
+        return str(domain)
+    return "synthetic" if tr.get("synthetic_only") is True else "unknown"
+
+
 # ------------------------------------------------------------------------------------------ validate
 
 
@@ -294,6 +307,18 @@ def validate_manifest(m: Any, source: str) -> None:
             fail(f"training.{k} must be a {typ.__name__}")
     if tr.get("clinical_use") is not False:
         fail("training.clinical_use must be false (these are research models)")
+    for k in ("dataset", "licence"):
+        if k in tr and not isinstance(tr[k], str):
+            fail(f"training.{k} must be a string when present")
+    if "domain" in tr:
+        domain = tr["domain"]
+        if domain not in DOMAINS:
+            fail(f"training.domain {domain!r} must be one of {list(DOMAINS)}")
+        if (domain == "synthetic") != tr["synthetic_only"]:
+            fail(
+                f"training.domain {domain!r} contradicts training.synthetic_only "
+                f"{tr['synthetic_only']!r} ('synthetic' needs true, 'real'/'mixed' need false)"
+            )
     for key in ("metrics", "parameters"):
         if not isinstance(m[key], Mapping):
             fail(f"{key!r} must be an object")

@@ -36,6 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engines.manifest import training_domain
 from engines.preprocess import Letterbox, letterbox, scale_intensity
 from stream.frames import Frame
 
@@ -111,6 +112,32 @@ def load_model(manifest_path: str | Path, backend: str = "auto", threads: int | 
 def model_label(engine: Any) -> str:
     m = engine.manifest
     return f"{m.get('name', '?')} {m.get('version', '?')}"
+
+
+def model_domain(engine: Any) -> str:
+    """What a model was trained on: "synthetic" | "real" | "mixed" | "unknown" (its manifest)."""
+    return training_domain(getattr(engine, "manifest", None) or {})
+
+
+def model_dataset(engine: Any) -> str | None:
+    """The manifest's ``training.dataset`` text, or None."""
+    tr = (getattr(engine, "manifest", None) or {}).get("training")
+    dataset = tr.get("dataset") if isinstance(tr, dict) else None
+    return dataset if isinstance(dataset, str) else None
+
+
+def combined_domain(domains: Sequence[str]) -> str:
+    """One domain for several models: theirs if they agree, "unknown" if any is, else "mixed"."""
+    kinds = set(domains)
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "unknown" if "unknown" in kinds or not kinds else "mixed"
+
+
+def combined_dataset(datasets: Sequence[str | None]) -> str | None:
+    """The distinct datasets of several models, in order, joined by "; " (None if none is given)."""
+    seen = list(dict.fromkeys(d for d in datasets if d))
+    return "; ".join(seen) if seen else None
 
 
 # --------------------------------------------------------------------------------- preprocessing
@@ -189,6 +216,14 @@ class ScoringLane:
     @property
     def label(self) -> str:
         return model_label(self.engine)
+
+    @property
+    def domain(self) -> str:
+        return model_domain(self.engine)
+
+    @property
+    def dataset(self) -> str | None:
+        return model_dataset(self.engine)
 
     def run(self, batch: Sequence[Prepared]) -> list[FrameResult]:
         t0 = time.monotonic_ns()
@@ -273,6 +308,14 @@ class SegmentationLane:
     @property
     def label(self) -> str:
         return " + ".join(model_label(m) for m in self.members)
+
+    @property
+    def domain(self) -> str:
+        return combined_domain([model_domain(m) for m in self.members])
+
+    @property
+    def dataset(self) -> str | None:
+        return combined_dataset([model_dataset(m) for m in self.members])
 
     def run(self, prepared: Prepared) -> SegResult:
         """Deterministic ensemble, or (every ``mc_every``-th run) K MC-dropout samples per member."""

@@ -186,6 +186,9 @@ def build(cfg: EngineConfig, source: Any = None) -> Graph:
     if models.seg:
         members = [load_model(p, cfg.backend, threads[1]) for p in models.seg]
         segmentation = SegmentationLane(members, cfg.mc_samples, cfg.mc_every, seed=cfg.seed)
+    warning = domain_warning(scoring.domain if scoring else None, str(getattr(cfg.source, "kind", "unknown")))
+    if warning is not None:  # logged once at start; every status message carries it too
+        notes.append(warning)
 
     # aggregator: frame probs → clip probs (uninorm fold, or a baseline), optional sliding window
     neutral = None
@@ -229,6 +232,20 @@ def build(cfg: EngineConfig, source: Any = None) -> Graph:
     return Graph(
         source, scoring, segmentation, aggregator, recorder, publisher, control, models, notes, threads, curve
     )
+
+
+# Source kinds that are real video (everything but the simulator); "unknown" = an in-process source
+# without a SourceSpec (tests), which is not called real.
+REAL_SOURCE_KINDS = ("device", "clip", "folder", "dicom", "url")
+
+
+def domain_warning(scoring_domain: str | None, source_kind: str) -> str | None:
+    """The ``status`` message's ``domain_warning``: set when the scoring model was trained on
+    synthetic data only and the source is real video; None otherwise."""
+    if scoring_domain == "synthetic" and source_kind in REAL_SOURCE_KINDS:
+        return (f"frame model trained on synthetic data only; this is real video ({source_kind}): "
+                "scores are not meaningful")  # fmt: skip
+    return None
 
 
 class StreamEngine:
@@ -295,10 +312,11 @@ class StreamEngine:
     def _lane(self, lane: Any, fps: float, what: str) -> dict[str, Any]:
         if lane is None:
             return {"enabled": False, "fps": 0.0, "model": None, "backend": None,
-                    "reason": f"no {what} model in {self.cfg.engines_dir}"}
+                    "reason": f"no {what} model in {self.cfg.engines_dir}", "domain": None, "dataset": None}
         engines = lane.members if isinstance(lane, SegmentationLane) else [lane.engine]
         return {"enabled": True, "fps": round(fps, 3), "model": lane.label,
-                "backend": ",".join(sorted({str(e.backend) for e in engines})), "reason": None}
+                "backend": ",".join(sorted({str(e.backend) for e in engines})), "reason": None,
+                "domain": lane.domain, "dataset": lane.dataset}
 
     def status_message(self) -> dict[str, Any]:
         now = time.monotonic_ns()
@@ -312,6 +330,7 @@ class StreamEngine:
         scoring = self._lane(self.g.scoring, self.score_rate.rate(now), "frame-score")
         if self.g.scoring is not None:
             scoring |= {"runs": self.frames_scored, "threads": self.g.threads[0]}
+        source_kind = str(getattr(self.cfg.source, "kind", "unknown"))
         state = self.state_override or str(st.get("state") or "running")
         if state not in wire.SOURCE_STATES:
             state = "running"
@@ -325,7 +344,7 @@ class StreamEngine:
                       "roi_search": int(st.get("roi_search") or 0)},
             "latency_ms": {k: (None if lat[k] is None else lat[k] / 1e6) for k in ("p50", "p95", "p99")}
             | {"n": lat["n"], "window_s": LATENCY_WINDOW_S},
-            "source": {"kind": str(getattr(self.cfg.source, "kind", "unknown")), "state": state,
+            "source": {"kind": source_kind, "state": state,
                        "id": str(st.get("source_id") or getattr(self.g.source, "source_id", "?")),
                        "error": st.get("exit_error") or st.get("error"), "read": int(st.get("read") or 0),
                        "fps": float(st.get("fps") or 0.0)},
@@ -335,6 +354,7 @@ class StreamEngine:
                            "window_s": self.cfg.window_s},
             "security": self.g.publisher.security,
             "recording": str(self.g.recorder.path) if self.g.recorder else None,
+            "domain_warning": domain_warning(scoring.get("domain"), source_kind),
         }
         for name, field_fn in self.status_fields.items():
             msg[name] = field_fn()

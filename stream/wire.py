@@ -26,6 +26,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from stream import exam_schema  # a leaf module (no stream imports): the exam protocols' zone tables
+
 SCHEMA_VERSION = 1
 TOPICS = ("frame", "video", "seg", "status", "exam", "image")
 N_SCORES = 4
@@ -189,25 +191,56 @@ _lane_status = _map(
         "mc_samples": _int(0),
         "every": _int(1),
         "threads": _int(1),
+        # what the lane's model was trained on (its manifest's training.domain / training.dataset)
+        "domain": _nullable(_str()),  # "synthetic" | "real" | "mixed" | "unknown"
+        "dataset": _nullable(_str()),
     },
 )
 
-class _Schemas(dict):
-    """Topic → (required, optional) checks; ``exam`` is loaded on first use from :mod:`stream.exam`,
-    which defines the zone-table fields (it imports this module, so it cannot be imported here)."""
+# ``exam``: the exam protocol's zone table (stream.exam publishes it; the zone tables are in
+# stream.exam_schema). This module owns the schema, so it never imports stream.exam.
+_probs_or_none = _nullable(_probs(N_SCORES))
+_seq_or_none = _nullable(_int(0))
+_zone_score = _nullable(_int(0, exam_schema.MAX_ZONE_SCORE))
+_zone_entry = _map(
+    {"zone": _str(), "score": _zone_score, "probs": _probs_or_none, "frames": _int(0),
+     "first_seq": _seq_or_none, "last_seq": _seq_or_none},
+    {"label": _str(), "clip": _seq_or_none, "frozen_unix_s": _nullable(_num(0.0))},
+)
+EXAM_REQUIRED: dict[str, Check] = {
+    "exam_id": _nullable(_str()),
+    "state": _str(exam_schema.EXAM_STATES),
+    "protocol": _str(tuple(exam_schema.PROTOCOLS)),
+    "zone": _nullable(_str()),
+    "zones": _list(_zone_entry),
+    "scored": _int(0),
+    "n_zones": _int(1),
+    "partial_total": _int(0),
+    "total": _nullable(_int(0)),
+    "max_total": _int(0),
+}
+EXAM_OPTIONAL: dict[str, Check] = {
+    "event": _str(exam_schema.EVENTS),
+    "patient": _nullable(_str()),
+    "patient_id_stored": _bool,
+    "current": _map({}, {"score": _zone_score, "probs": _probs_or_none, "frames": _int(0),
+                         "first_seq": _seq_or_none, "last_seq": _seq_or_none, "clip": _seq_or_none}),
+    "started_unix_s": _nullable(_num(0.0)),
+    "stopped_unix_s": _nullable(_num(0.0)),
+}
 
-    def __missing__(self, topic: str) -> tuple[dict[str, Check], dict[str, Check]]:
-        if topic != "exam":
-            raise KeyError(topic)
-        try:
-            from stream.exam import EXAM_OPTIONAL, EXAM_REQUIRED
-        except ImportError:  # exam protocol not installed: the common fields only
-            return {}, {}
-        self[topic] = (EXAM_REQUIRED, EXAM_OPTIONAL)
-        return self[topic]
+
+def _check_exam_totals(msg: dict) -> None:
+    """Cross-field checks of an ``exam`` map: the totals are the sum of the zone scores."""
+    scored = [z for z in msg["zones"] if z["score"] is not None]
+    if msg["partial_total"] != sum(z["score"] for z in scored):
+        raise WireError("exam.partial_total: does not equal the sum of the zone scores")
+    complete = len(scored) == len(msg["zones"])
+    if msg["total"] is not None and (not complete or msg["total"] != msg["partial_total"]):
+        raise WireError("exam.total: set although not every zone is scored, or differs from the sum")
 
 
-SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = _Schemas({
+SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     # topic: (required fields, optional fields) beyond COMMON
     "frame": (
         {
@@ -275,12 +308,13 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = _Schemas({
             ),
             "security": _str(SECURITY_MODES),
         },
-        {"recording": _nullable(_str()), "exam": _nullable(_values(lambda x, p: None))},
+        {"recording": _nullable(_str()), "exam": _nullable(_values(lambda x, p: None)),
+         "domain_warning": _nullable(_str())},
     ),
-    # "exam": the exam protocol's zone table, loaded from stream.exam on first use (_Schemas).
+    "exam": (EXAM_REQUIRED, EXAM_OPTIONAL),  # + _check_exam_totals (in validate)
     # Optional ROI-cropped frame as JPEG (``--publish-frames``), for displays on another host.
     "image": ({"image": _image_ref(("jpeg", "png")), "roi": _roi, "source_hw": _hw}, {}),
-})
+}
 
 
 def _payload_indices(topic: str, msg: dict) -> list[int]:
@@ -312,6 +346,8 @@ def validate(topic: str, msg: Any, payloads: Sequence[bytes] | None = None) -> N
     _check_fields(msg, COMMON, {}, topic)
     required, optional = SCHEMAS[topic]
     _check_fields(msg, required, optional, topic)
+    if topic == "exam":
+        _check_exam_totals(msg)
     if msg["t_publish_ns"] < msg["t_capture_ns"]:
         raise WireError(
             f"{topic}.t_publish_ns: earlier than t_capture_ns ({msg['t_publish_ns']} < {msg['t_capture_ns']})"
@@ -425,7 +461,8 @@ def example(topic: str, seq: int = 0, stream_id: str = "example") -> tuple[dict[
             "stages_ns": {"wait": 0, "preprocess": 1_000_000, "infer": 15_000_000, "publish": 4_000_000},
         }
     elif topic == "status":
-        lane = {"enabled": True, "fps": 30.0, "model": "regstn 1.0", "backend": "onnxruntime"}
+        lane = {"enabled": True, "fps": 30.0, "model": "regstn 1.0", "backend": "onnxruntime",
+                "domain": "synthetic", "dataset": "synthetic LUS (synth simulator)"}
         msg |= {
             "uptime_s": 12.5,
             "input_fps": 30.0,
@@ -443,15 +480,19 @@ def example(topic: str, seq: int = 0, stream_id: str = "example") -> tuple[dict[
         payloads = [cv2.imencode(".jpg", img)[1].tobytes()]
         msg |= {"image": {"payload": 0, "encoding": "jpeg", "hw": [260, 200]}, "roi": roi,
                 "source_hw": source_hw}
-    elif topic == "exam":
-        try:
-            from stream.exam import ExamSession
-        except ImportError:  # exam protocol not installed: only the common fields exist
-            pass
-        else:
-            session = ExamSession()
-            session.start("example-exam")
-            msg |= session.body()
+    elif topic == "exam":  # an exam just started (what stream.exam.ExamSession publishes then)
+        zones = exam_schema.PROTOCOLS[exam_schema.DEFAULT_PROTOCOL]
+        empty = {"probs": None, "frames": 0, "first_seq": None, "last_seq": None, "clip": None}
+        msg |= {
+            "exam_id": "example-exam", "state": "running", "event": "start",
+            "protocol": exam_schema.DEFAULT_PROTOCOL, "patient": None, "patient_id_stored": False,
+            "zone": None,
+            "zones": [{"zone": z, "label": exam_schema.zone_label(z), "score": None, **empty,
+                       "frozen_unix_s": None} for z in zones],
+            "current": {"score": None, **empty}, "scored": 0, "n_zones": len(zones), "partial_total": 0,
+            "total": None, "max_total": exam_schema.max_total(exam_schema.DEFAULT_PROTOCOL),
+            "started_unix_s": 1_700_000_000.0, "stopped_unix_s": None,
+        }
     else:
         raise WireError(f"unknown topic {topic!r}: expected one of {list(TOPICS)}")
     validate(topic, msg, payloads)

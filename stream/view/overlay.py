@@ -8,8 +8,10 @@ What is drawn (docs/viewer.md shows a still):
   score 0 (healthy markers) blue, score 1 yellow-green, score 2 orange, score 3 red; optionally the
   per-pixel MC-dropout uncertainty (paper Sec. III-C) as a heat map;
 * in a side panel: the frame score and the clip (``video``) score as probability bars, the current zone and
-  the running exam table with its (partial) total, the measured latency, the engine's lane rates;
-* banners across the image: "STALE", "DISCONNECTED", "INSECURE" transport, schema/decode errors.
+  the running exam table with its (partial) total, the scoring model and what it was trained on
+  (``status`` lane ``model``/``domain``), the measured latency, the engine's lane rates;
+* banners across the image: "STALE", "DISCONNECTED", "INSECURE" transport, schema/decode errors, and the
+  ``status`` message's ``domain_warning`` (a synthetic-only model on real video), also spelt out in the panel.
 
 Coordinates: ``boxes`` are in source-frame pixels; the class map and the uncertainty map cover the ROI
 rectangle ``roi = (x, y, w, h)`` of the source frame (their own ``hw`` may be smaller: they are stretched
@@ -38,7 +40,8 @@ BOX_THICKNESS = (2, 1)
 CONTOUR_THICKNESS = 2
 WHITE, GREY, BLACK = (255, 255, 255), (150, 150, 150), (0, 0, 0)
 BANNER_COLOURS = {"stale": (0, 200, 255), "disconnected": (0, 0, 200), "error": (0, 0, 200),
-                  "insecure": (0, 0, 160), "info": (90, 90, 90)}
+                  "insecure": (0, 0, 160), "info": (90, 90, 90), "domain": (147, 20, 255)}
+DOMAIN_BANNER = "SYNTHETIC-ONLY MODEL, REAL VIDEO: scores not meaningful"
 PANEL_W = 300
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -84,8 +87,23 @@ def decode_image(data: bytes) -> np.ndarray:
 
 @dataclass
 class Banner:
-    kind: str  # stale | disconnected | error | insecure | info
+    kind: str  # stale | disconnected | error | insecure | info | domain
     text: str
+
+
+def domain_warning(status: dict[str, Any] | None) -> str | None:
+    """The ``status`` message's ``domain_warning`` (None when absent, null or empty)."""
+    warning = (status or {}).get("domain_warning")
+    return warning if isinstance(warning, str) and warning else None
+
+
+def scoring_model_line(status: dict[str, Any] | None) -> str | None:
+    """"model: NAME VERSION - DOMAIN" of the scoring lane (domain left out by engines that do not send it)."""
+    lane = ((status or {}).get("lanes") or {}).get("scoring") or {}
+    if not lane.get("model"):
+        return None
+    domain = lane.get("domain")
+    return f"model: {lane['model']}" + (f" - {domain}" if domain else "")
 
 
 @dataclass
@@ -246,6 +264,18 @@ def draw_banners(canvas: np.ndarray, banners: Sequence[Banner]) -> None:
         y += h
 
 
+def _wrap(text: str, width_px: int, scale: float) -> list[str]:
+    """Split ``text`` at spaces into lines no wider than ``width_px`` (a longer word stays whole)."""
+    lines: list[str] = []
+    for word in text.split():
+        trial = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(trial, FONT, scale, 1)[0][0] <= width_px:
+            lines[-1] = trial
+        else:
+            lines.append(word)
+    return lines
+
+
 def draw_panel(height: int, scene: Scene, width: int = PANEL_W) -> np.ndarray:
     panel = np.full((height, width, 3), 28, np.uint8)
     y = 4
@@ -260,12 +290,18 @@ def draw_panel(height: int, scene: Scene, width: int = PANEL_W) -> np.ndarray:
                        clip_extra)
     if scene.exam is not None:
         y = draw_exam(panel, y, scene.exam)
-    lines = []
+    lines: list[str | tuple[str, tuple[int, int, int]]] = []
+    st = scene.status
+    model = scoring_model_line(st)
+    if model is not None:
+        lines.extend(_wrap(model, width - 16, 0.42))
+    warning = domain_warning(st)
+    if warning is not None:  # in full, in the banner's colour, before anything that may be cut
+        lines.extend((line, BANNER_COLOURS["domain"]) for line in _wrap(warning, width - 16, 0.42))
     if scene.publish_latency_ms is not None:
         lines.append(f"capture->publish {scene.publish_latency_ms:.1f} ms")
     if scene.latency_ms is not None:
         lines.append(f"capture->display {scene.latency_ms:.1f} ms")
-    st = scene.status
     if st is not None:
         lat = st.get("latency_ms", {})
         if lat.get("p50") is not None:
@@ -280,7 +316,8 @@ def draw_panel(height: int, scene: Scene, width: int = PANEL_W) -> np.ndarray:
     for line in lines:
         if y + 18 > height:
             break
-        _text(panel, line, (8, y + 14), 0.42, GREY)
+        text, colour = line if isinstance(line, tuple) else (line, GREY)
+        _text(panel, text, (8, y + 14), 0.42, colour)
         y += 18
     legend_y = height - 10
     for c in range(4):
@@ -317,7 +354,10 @@ def render(image: np.ndarray | None, scene: Scene, view_rect: Sequence[int] | No
         draw_segmentation(canvas, scene.seg, cmap, style)
     if style.show_boxes and scene.frame is not None and scene.frame.get("boxes"):
         draw_boxes(canvas, scene.frame["boxes"], cmap)
-    draw_banners(canvas, scene.banners)
+    banners = list(scene.banners)
+    if domain_warning(scene.status) is not None and not any(b.kind == "domain" for b in banners):
+        banners.append(Banner("domain", DOMAIN_BANNER))
+    draw_banners(canvas, banners)
     if not style.panel:
         return canvas
     return np.hstack([canvas, draw_panel(H, scene)])

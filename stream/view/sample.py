@@ -100,15 +100,19 @@ def image_message(seq: int, image: np.ndarray, roi: Sequence[int], source_hw: Se
 
 
 def status_message(seq: int, t_capture_ns: int, stream_id: str = "demo", state: str = "running",
-                   security: str = "loopback") -> dict[str, Any]:
+                   security: str = "loopback", source_kind: str = "synthetic",
+                   domain_warning: str | None = None) -> dict[str, Any]:
     msg = wire.header(stream_id, seq, t_capture_ns, t_capture_ns + 1_000_000)
-    lane = {"enabled": True, "fps": 30.0, "model": "regstn-synthetic", "backend": "onnxruntime"}
+    lane = {"enabled": True, "fps": 30.0, "model": "regstn-synthetic", "backend": "onnxruntime",
+            "domain": "synthetic", "dataset": "synthetic LUS (synth simulator)"}
+    if domain_warning is not None:
+        msg["domain_warning"] = domain_warning
     msg.update({
         "uptime_s": 12.0, "input_fps": 30.0,
         "lanes": {"scoring": lane, "segmentation": {**lane, "fps": 6.0, "model": "seg-ensemble"}},
         "drops": {"capture": 0, "publish": 0, "segmentation_skipped": 120},
         "latency_ms": {"p50": 12.0, "p95": 18.0, "p99": 25.0, "n": 300, "window_s": 10.0},
-        "source": {"kind": "synthetic", "state": state, "id": "synthetic:7", "error": None},
+        "source": {"kind": source_kind, "state": state, "id": f"{source_kind}:7", "error": None},
         "frames_scored": seq + 1, "last_frame_seq": seq,
         "aggregator": {"kind": "uninorm", "window": None}, "security": security,
     })

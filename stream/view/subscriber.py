@@ -62,9 +62,12 @@ def describe(topic: str, msg: dict[str, Any]) -> str:
         lat = msg["latency_ms"]
         p50 = "-" if lat["p50"] is None else f"{lat['p50']:.1f}"
         p99 = "-" if lat["p99"] is None else f"{lat['p99']:.1f}"
+        domain = msg["lanes"]["scoring"].get("domain")
         return (f"{head} in={msg['input_fps']:.1f}fps scoring={msg['lanes']['scoring']['fps']:.1f}fps "
                 f"seg={msg['lanes']['segmentation']['fps']:.1f}fps drops={msg['drops']['capture']} "
-                f"p50/p99={p50}/{p99}ms source={msg['source']['state']} link={msg['security']}")
+                f"p50/p99={p50}/{p99}ms source={msg['source']['state']} link={msg['security']}"
+                + (f" domain={domain}" if domain else "")
+                + (f" WARNING: {msg['domain_warning']}" if msg.get("domain_warning") else ""))
     if topic == "exam":
         total = msg["total"] if msg["total"] is not None else f"partial {msg['partial_total']}"
         return (f"{head} exam={msg['exam_id']} state={msg['state']} zone={msg['zone']} "

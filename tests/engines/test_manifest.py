@@ -13,6 +13,7 @@ from engines.manifest import (
     build_manifest,
     load_manifest,
     sha256_file,
+    training_domain,
     validate_manifest,
     write_manifest,
 )
@@ -156,3 +157,52 @@ def test_mc_dropout_parameters_checked(model: Path) -> None:
     with pytest.raises(ManifestError, match=r"mc_dropout\.input 'mask' is not one of the inputs"):
         mc = {"mc_dropout": {"input": "mask", "p": 0.5, "shape": [4]}}
         build_manifest(model_file=model, **_fields(parameters=mc))
+
+
+def _training(**over):
+    return {"data": "x", "synthetic_only": True, "clinical_use": False, "command": "none", **over}
+
+
+def test_training_domain_dataset_licence(model: Path) -> None:
+    """Optional training.domain/dataset/licence: checked by hand and by the schema, read by
+    training_domain (absent domain: "synthetic" if synthetic_only, else "unknown")."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA.read_text())
+    good = [
+        _training(domain="synthetic", dataset="synthetic ICLUS-style, 120 patients"),
+        _training(
+            synthetic_only=False, domain="real", dataset="COVID-BLUES, 48 patients", licence="CC BY 4.0"
+        ),
+        _training(synthetic_only=False, domain="mixed"),
+        _training(),
+    ]
+    for tr in good:
+        m = build_manifest(model_file=model, **_fields(training=tr))
+        jsonschema.validate(m, schema)
+        assert training_domain(m) == tr.get("domain", "synthetic")
+    unknown = build_manifest(model_file=model, **_fields(training=_training(synthetic_only=False)))
+    assert training_domain(unknown) == "unknown" and training_domain({}) == "unknown"
+    bad = [
+        (_training(domain="clinical"), r"training\.domain 'clinical' must be one of"),
+        (_training(domain="real"), r"training\.domain 'real' contradicts training\.synthetic_only True"),
+        (_training(synthetic_only=False, domain="synthetic"), "contradicts"),
+        (_training(synthetic_only=False, domain="real", dataset=48), r"training\.dataset must be a string"),
+        (_training(licence=None), r"training\.licence must be a string"),
+    ]
+    base = build_manifest(model_file=model, **_fields())
+    for tr, message in bad:
+        m = {**base, "training": tr}
+        with pytest.raises(ManifestError, match=message):
+            validate_manifest(m, "bad")
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(m, schema)
+
+
+def test_shipped_manifests_declare_a_synthetic_domain() -> None:
+    models = Path(__file__).resolve().parents[2] / "models"
+    paths = sorted([*models.glob("frame/*.json"), *models.glob("seg/*.json")])
+    assert paths
+    for path in paths:
+        m = load_manifest(path, verify_file=False)
+        assert m["training"]["domain"] == "synthetic" == training_domain(m), path
+        assert isinstance(m["training"]["dataset"], str) and m["training"]["dataset"], path

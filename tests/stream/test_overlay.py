@@ -138,3 +138,62 @@ def test_docs_overlay_png(tmp_path: Path) -> None:
     assert back.shape == out.shape and back.shape[0] == 540
     assert np.all(back == BOX_COLOURS[0], axis=2).sum() > 100
     assert np.all(back == CLASS_COLOURS[score], axis=2).sum() > 100
+
+
+WARNING = "frame model trained on synthetic data only; this is real video (clip): scores are not meaningful"
+
+
+def _near(img: np.ndarray, colour: tuple[int, int, int], tol: int = 40) -> np.ndarray:
+    return np.abs(img.astype(np.int16) - np.array(colour, np.int16)).max(axis=2) <= tol
+
+
+def test_domain_warning_is_a_banner_and_spelt_out_in_the_panel() -> None:
+    """A status with ``domain_warning`` (synthetic-only model on real video): a coloured banner over the
+    image, the warning in the panel in the same colour, the model line with its domain; none without it."""
+    t = 1_000
+    warned = sample.status_message(3, t, source_kind="clip", domain_warning=WARNING)
+    wire.validate("status", warned)
+    colour = overlay.BANNER_COLOURS["domain"]
+    out = render(np.zeros((480, 640, 3), np.uint8), Scene(status=warned))
+    assert tuple(out[10, 600]) == colour  # banner across the top of the picture
+    panel = out[:, 640:]
+    warn_px = _near(panel, colour)  # the warning's anti-aliased text in the panel
+    assert warn_px.sum() > 100 and np.all(out[27:, :640] == 0)  # the picture below the banner untouched
+    assert overlay.scoring_model_line(warned) == "model: regstn-synthetic - synthetic"
+    assert overlay.domain_warning(warned) == WARNING
+    # the same status without the warning: no banner, nothing in the warning colour
+    plain = sample.status_message(3, t)
+    clean = render(np.zeros((480, 640, 3), np.uint8), Scene(status=plain))
+    assert tuple(clean[10, 600]) == (0, 0, 0) and not _near(clean, colour).any()
+    # the viewer's receive path: the validated message becomes the same overlay, and --print says it
+    view = StreamView()
+    assert view.ingest(wire.encode("status", warned)) is not None, view.errors
+    through = render(np.zeros((480, 640, 3), np.uint8), view.scene(now=0.0))
+    assert tuple(through[10, 600]) == colour and _near(through[:, 640:], colour).sum() == warn_px.sum()
+    from stream.view.subscriber import describe
+
+    line = describe("status", warned)
+    assert "domain=synthetic" in line and f"WARNING: {WARNING}" in line
+
+
+def test_wire_accepts_domain_fields_and_rejects_wrong_types() -> None:
+    msg, _ = wire.example("status")
+    wire.validate("status", msg)
+    assert msg["lanes"]["scoring"]["domain"] == "synthetic"
+    for ok in (WARNING, None):
+        wire.validate("status", msg | {"domain_warning": ok})
+    old = {**msg, "lanes": {k: {f: v for f, v in lane.items() if f not in ("domain", "dataset")}
+                            for k, lane in msg["lanes"].items()}}  # fmt: skip
+    wire.validate("status", old)  # an engine from before these fields
+    seg_lane = {**msg["lanes"]["segmentation"], "domain": None, "dataset": None}
+    nulls = {**msg, "lanes": {**msg["lanes"], "segmentation": seg_lane}}
+    wire.validate("status", nulls)
+    bad = [
+        msg | {"domain_warning": 1},
+        msg | {"domain_warning": ["x"]},
+        {**msg, "lanes": {**msg["lanes"], "scoring": {**msg["lanes"]["scoring"], "domain": 3}}},
+        {**msg, "lanes": {**msg["lanes"], "scoring": {**msg["lanes"]["scoring"], "dataset": True}}},
+    ]
+    for b in bad:
+        with pytest.raises(wire.WireError):
+            wire.validate("status", b)

@@ -85,3 +85,38 @@ def test_reset_hooks_and_status_fields(models: Path, tmp_path: Path) -> None:
     assert last["exam"] == {"state": "idle"} and last["source"]["state"] == "finished"
     assert last["frames_scored"] == 40 and last["last_frame_seq"] == 39
     assert all(len(f.msg["boxes"]) == 2 and f.msg["roi"] == [5, 6, 50, 40] for f in frames)
+
+
+def test_status_reports_the_training_domain_and_warns_on_real_video(models: Path, tmp_path: Path) -> None:
+    """Lane ``domain``/``dataset`` come from the manifests; ``domain_warning`` is set when the frame
+    model is synthetic-only and the source is real video (any kind but the simulator)."""
+    from stream.capture import SourceSpec
+    from stream.pipeline import REAL_SOURCE_KINDS, domain_warning
+
+    last = {}
+    for spec in (SourceSpec("clip", path="exam.mp4"), SourceSpec("synthetic")):
+        out = tmp_path / spec.kind
+        cfg = EngineConfig(source=spec, engines_dir=models, pub=_free(), ctrl=None, record_dir=out,
+                           aggregator="argmax_mean", stream_id=f"dom-{spec.kind}")  # fmt: skip
+        assert StreamEngine(cfg, source=ListSource(3)).run() == 0
+        rec = read_results(next(out.glob("*.lusr.msgpack")), validate=True)
+        last[spec.kind] = rec.topic("status")[-1].msg
+    clip, synthetic = last["clip"], last["synthetic"]
+    # the fixture's manifest says synthetic_only and no domain: read as "synthetic"; no dataset given
+    assert clip["lanes"]["scoring"]["domain"] == "synthetic" and clip["lanes"]["scoring"]["dataset"] is None
+    assert clip["lanes"]["segmentation"]["domain"] is None  # no segmentation model: lane off
+    assert clip["domain_warning"] is not None and "real video (clip)" in clip["domain_warning"]
+    assert "synthetic data only" in clip["domain_warning"] and "not meaningful" in clip["domain_warning"]
+    assert synthetic["domain_warning"] is None
+    assert all(domain_warning("synthetic", k) for k in REAL_SOURCE_KINDS)
+    assert domain_warning("real", "device") is None and domain_warning(None, "clip") is None
+    assert domain_warning("synthetic", "unknown") is None  # an in-process source without a spec
+
+
+def test_lane_domain_of_an_ensemble() -> None:
+    from stream.lanes import combined_dataset, combined_domain
+
+    assert combined_domain(["synthetic"] * 3) == "synthetic"
+    assert combined_domain(["synthetic", "real"]) == "mixed"
+    assert combined_domain(["real", "unknown"]) == "unknown"
+    assert combined_dataset(["a", None, "a", "b"]) == "a; b" and combined_dataset([None]) is None

@@ -1,5 +1,6 @@
 """Aggregator training (train/aggregator, `lus-train aggregator`): the --frame-probs checks, folds,
-training as published improving the loss, and the command end to end (metrics.json, PNG, manifest)."""
+training as published (the last of 30 epochs kept) and the best-loss option, and the command end to
+end (metrics.json, PNG, manifest)."""
 
 from __future__ import annotations
 
@@ -167,16 +168,71 @@ def test_training_improves_the_loss_on_a_toy_set():
     end = mean_sord_loss(clips, fit.neutral_elements)
     assert end < start - 1e-3
     assert fit.losses[0] / len(clips) == pytest.approx(start)
-    assert min(fit.losses) / len(clips) == pytest.approx(end)
+    assert fit.kept_loss / len(clips) == pytest.approx(end)
     assert all(0.0 <= e <= 1.0 for e in fit.neutral_elements) and max(fit.neutral_elements) > 0
-    assert len(fit.losses) <= 30
+    assert len(fit.losses) == 30
+
+
+def hand_run_adam(clips, steps=30, lr=1e-2):
+    """The authors' published loop written out: Adam 1e-2 from e = 0, one summed step per epoch."""
+    from train.aggregator.training import pad_clips, summed_sord_loss
+    from train.models.uninorm import UninormAggregator
+
+    model = UninormAggregator(init=0.0).double()
+    probs, mask = pad_clips(clips)
+    targets = video_sord_targets(torch.tensor([c.label for c in clips]), gap=0.5)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        summed_sord_loss(model, probs, mask, targets).backward()
+        opt.step()
+        model.clamp_()
+    return model.neutral_elements
+
+
+def test_published_selection_keeps_the_last_epoch_even_when_the_loss_rises_late():
+    """Default = the published command: 30 steps, no early stopping, the 30th step's e are returned.
+
+    On ``small_toy`` the training loss is lowest at epoch 25 and rises afterwards, so the last epoch
+    and the lowest-loss epoch differ; "last" must return the former (and a hand-run Adam loop agrees).
+    """
+    clips = small_toy()
+    assert FitConfig().selection == "last" and FitConfig().epochs == 30 and FitConfig().init == 0.0
+    fit = fit_uninorm(clips)
+    assert fit.selection == "last" and fit.best_epoch == 30 and len(fit.losses) == 30
+    losses = np.array(fit.losses)
+    assert int(losses.argmin()) < 29 and losses[-1] > losses.min()  # the loss went up late
+    np.testing.assert_allclose(fit.neutral_elements, hand_run_adam(clips, 30), rtol=0, atol=1e-12)
+    assert not np.allclose(fit.neutral_elements, hand_run_adam(clips, 29), rtol=0, atol=1e-6)
+    assert fit.kept_loss / len(clips) == pytest.approx(mean_sord_loss(clips, fit.neutral_elements))
+    assert fit.kept_loss > losses.min()  # kept even though an earlier epoch had a lower loss
+
+
+def test_best_loss_selection_keeps_the_lowest_loss_epoch_and_stops_early():
+    clips = small_toy()
+    fit = fit_uninorm(clips, FitConfig(selection="best-loss"))
+    losses = np.array(fit.losses)
+    assert fit.selection == "best-loss" and fit.best_epoch == int(losses.argmin())
+    assert fit.kept_loss == pytest.approx(losses.min())
+    # losses[k] is the loss after k steps: the kept e are the hand-run loop's after best_epoch steps
+    np.testing.assert_allclose(fit.neutral_elements, hand_run_adam(clips, fit.best_epoch), atol=1e-12)
+    last = fit_uninorm(clips, FitConfig(selection="last"))
+    assert not np.allclose(fit.neutral_elements, last.neutral_elements, atol=1e-6)
+    early = fit_uninorm(clips, FitConfig(selection="best-loss", patience=2))
+    assert len(early.losses) == early.best_epoch + 3 < 30  # stopped 2 epochs after the best one
+    with pytest.raises(ValueError, match="selection"):
+        fit_uninorm(clips, FitConfig(selection="first"))
 
 
 def test_logit_objective_trains_on_long_clips():
-    """Long confident clips: the logit objective lowers its loss and fits the training clips better."""
+    """Long confident clips: the logit objective lowers its loss and fits the training clips better.
+
+    With the lowest-loss epoch kept: at lr 1e-2 Adam oscillates on this objective and, here, the 30th
+    step is back at e = 0 (docs/aggregation.md), so "best-loss" is the rule for this variant.
+    """
     clips = toy_clips(seed=2, n_patients=12, clips_per_patient=3, frames=(40, 80))
     labels = np.array([c.label for c in clips])
-    fit = fit_uninorm(clips, FitConfig(objective="logit"))
+    fit = fit_uninorm(clips, FitConfig(objective="logit", selection="best-loss"))
     assert min(fit.losses) < fit.losses[0] * 0.8
     start = (predict_uninorm(clips, [0.0] * 4) == labels).mean()
     end = (predict_uninorm(clips, fit.neutral_elements) == labels).mean()
@@ -233,6 +289,28 @@ def test_command_end_to_end(tmp_path):
     manifest = json.loads(shipped.read_text())
     assert manifest["task"] == "aggregator" and manifest["format"] == "none" and manifest["file"] is None
     assert manifest["parameters"]["sord_gap"] == 0.5 and manifest["training"]["synthetic_only"] is True
+    # the published procedure is the default, and the manifest and metrics say so
+    assert manifest["training"]["selection"] == "last" and manifest["training"]["epochs"] == 30
+    assert "last epoch kept, no early stopping" in manifest["training"]["method"]
+    assert metrics["final"]["selection"] == "last" and metrics["final"]["kept_epoch"] == 30
+    assert metrics["final"]["epochs_run"] == 30 and metrics["config"]["selection"] == "last"
+    assert all(f["uninorm"]["selection"] == "last" for f in metrics["folds"])
+
+
+def test_command_best_loss_selection_is_recorded(tmp_path):
+    from train.commands.aggregator import main
+
+    clips = toy_clips(seed=5, n_patients=6, clips_per_patient=2, frames=(4, 6))
+    fp = dump_frame_probs(clips, tmp_path / "fp.json")
+    out = tmp_path / "o"
+    args = ["--frame-probs", str(fp), "--folds", "2", "--out", str(out), "--quiet",
+            "--selection", "best-loss"]  # fmt: skip
+    assert main(args) == 0
+    manifest = json.loads((out / "aggregator.json").read_text())
+    assert manifest["training"]["selection"] == "best-loss"
+    assert "lowest-training-loss epoch kept" in manifest["training"]["method"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"]["selection"] == "best-loss" and metrics["final"]["kept_epoch"] < 30
 
 
 def test_patients_from_keeps_only_the_listed_patients(tmp_path, capsys):

@@ -72,3 +72,37 @@ def test_parity_check_catches_a_different_model(tmp_path: Path) -> None:
     export_frame_model(a, tmp_path / "a.onnx", (64, 64), "a", "1", TRAINING)
     b = build_frame_model("regstn", (64, 64), width=0.25).eval()
     assert check_parity(b, tmp_path / "a.onnx", (64, 64)) > 1e-3
+
+
+def test_export_command_writes_the_training_domain(tmp_path: Path) -> None:
+    """``lus-train export`` writes training.domain/dataset/licence (synthetic by default, or as given)."""
+    from train.commands.export import SYNTHETIC_DATASET, build_parser, domain_fields, main
+    from train.frame.config import FrameConfig
+    from train.frame.loop import model_from_config
+
+    parse = build_parser().parse_args
+    defaults = domain_fields(parse(["run", "--out", "m.onnx"]))
+    assert defaults["synthetic_only"] is True and defaults["domain"] == "synthetic"
+    assert defaults["dataset"] == SYNTHETIC_DATASET and isinstance(defaults["licence"], str)
+    assert domain_fields(parse(["run", "--out", "m.onnx", "--real-data"])) == {
+        "synthetic_only": False,
+        "domain": "real",
+    }
+    with pytest.raises(SystemExit, match="contradicts"):
+        domain_fields(parse(["run", "--out", "m.onnx", "--real-data", "--domain", "synthetic"]))
+    with pytest.raises(SystemExit):
+        parse(["run", "--out", "m.onnx", "--domain", "clinical"])
+
+    torch.manual_seed(0)
+    cfg = FrameConfig(input_hw=(64, 64), width=0.25)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"config": cfg.to_dict(), "model": model_from_config(cfg).state_dict(), "epoch": 1,
+                "splits": {}}, run / "last.pt")  # fmt: skip
+    out = tmp_path / "models" / "m.onnx"
+    args = [str(run), "--out", str(out), "--domain", "real", "--dataset", "COVID-BLUES, 48 patients",
+            "--licence", "CC BY-NC-SA 4.0", "--command", "pytest"]  # fmt: skip
+    assert main(args) == 0
+    tr = load_manifest(out.with_suffix(".json"))["training"]
+    assert tr["domain"] == "real" and tr["synthetic_only"] is False
+    assert tr["dataset"] == "COVID-BLUES, 48 patients" and tr["licence"] == "CC BY-NC-SA 4.0"

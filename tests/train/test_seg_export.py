@@ -131,3 +131,14 @@ def test_engines_runtime_loads_the_member_and_samples_it(exported, tmp_path: Pat
     assert np.abs(Ensemble([eng]).infer(image) - ref).max() <= 1e-4
     res = mc_dropout([eng], image, k=4, seed=0, keep_samples=True)
     assert res.samples.shape == (4, 5, *HW) and not np.allclose(res.samples[0], res.samples[1])
+
+
+def test_export_seg_domain_options_are_checked_before_any_work(tmp_path: Path) -> None:
+    """``lus-train export-seg`` shares ``--domain``/``--dataset``/``--licence`` with ``lus-train export``;
+    a contradiction stops it before a checkpoint is read."""
+    from train.commands.export_seg import main
+
+    with pytest.raises(SystemExit, match="contradicts"):
+        main(["--run", str(tmp_path / "none"), "--real-data", "--domain", "synthetic"])
+    with pytest.raises(SystemExit):
+        main(["--run", str(tmp_path / "none"), "--domain", "clinical"])

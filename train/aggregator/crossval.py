@@ -4,7 +4,8 @@ For each fold: train the neutral elements on the other folds' clips, predict the
 the uninorm layer and both baselines, score each fold (weighted F1/precision/recall); pool the
 predictions into one confusion matrix per method. The uninorm is trained twice per fold: with the
 published objective (``uninorm``) and with the logit variant (``uninorm_logit``, see
-``train.aggregator.training``); the table keeps both apart.
+``train.aggregator.training``); the table keeps both apart. Both use the config's ``selection`` (the
+published "last" epoch by default, or "best-loss").
 """
 
 from __future__ import annotations
@@ -51,10 +52,11 @@ def cross_validate(
             preds[name][test] = predict_uninorm(test_clips, fit.neutral_elements)
             info[name] = {
                 "neutral_elements": fit.neutral_elements,
+                "selection": fit.selection,
                 "epochs_run": len(fit.losses),
-                "best_epoch": fit.best_epoch,
+                "kept_epoch": fit.best_epoch,  # optimiser steps behind the kept neutral elements
                 "train_loss_first": fit.losses[0] / len(train_clips),
-                "train_loss_best": min(fit.losses) / len(train_clips),
+                "train_loss_kept": fit.kept_loss / len(train_clips),
                 "test_loss": mean_sord_loss(test_clips, fit.neutral_elements, cfg.sord_gap, objective),
             }
         for name, rule in BASELINES.items():

@@ -1,11 +1,17 @@
 """Training the uninorm aggregation layer as published (§IV-B.3–4).
 
 SORD loss on the clip label (gap g = 0.5 for video scores), Adam lr 1e-2 without weight decay or
-schedule, the loss of every training clip summed and ONE optimiser step per epoch, at most 30 epochs,
-early stopping on the training loss (the neutral elements with the lowest training loss are kept;
-training stops after ``patience`` epochs without improvement). The neutral elements are clamped to
-[0, 1] after each step. Everything runs in float64: the layer has four parameters, and float64 keeps
-long clips' aggregates apart.
+schedule, the loss of every training clip summed and ONE optimiser step per epoch, 30 epochs, the
+neutral elements started at 0 and clamped to [0, 1] after each step. Everything runs in float64: the
+layer has four parameters, and float64 keeps long clips' aggregates apart.
+
+Which neutral elements are kept (``FitConfig.selection``):
+
+- ``"last"`` (default; the authors' published command): no early stopping, all ``epochs`` steps are
+  taken and the neutral elements after the last (30th) optimiser step are returned.
+- ``"best-loss"`` (our earlier rule, an option): the loss is evaluated at each epoch's start (before
+  its step) and the neutral elements with the lowest training loss are kept; training stops after
+  ``patience`` epochs without improvement.
 
 Objective ``"published"``: the softmax's inputs are the four aggregates ``v ∈ [0, 1]`` (§IV-B). On long
 clips these sit at ≈ 0 or ≈ 1, the softmax is nearly flat and the gradient with respect to ``e``
@@ -35,9 +41,12 @@ def video_sord_targets(labels: torch.Tensor, m: float = 2.0, gap: float = 0.5) -
     return sord_targets(labels, n_classes=4, m=m, gap=gap).double()
 
 
+SELECTIONS = ("last", "best-loss")
+
+
 @dataclass
 class FitConfig:
-    """Published settings; ``patience`` is ours (the paper does not give it)."""
+    """Published settings (``selection="last"``); ``patience`` is ours and only used by "best-loss"."""
 
     lr: float = 1e-2
     epochs: int = 30
@@ -46,13 +55,22 @@ class FitConfig:
     sord_m: float = 2.0
     init: float = 0.0
     objective: str = "published"  # or "logit" (see the module docstring)
+    selection: str = "last"  # or "best-loss" (see the module docstring)
 
 
 @dataclass
 class FitResult:
+    """``losses[i]``: summed training loss at epoch i's start, i.e. after i optimiser steps.
+
+    ``best_epoch`` is the number of optimiser steps behind the returned neutral elements (= ``epochs``
+    for "last"; the lowest-loss epoch for "best-loss"); ``kept_loss`` their summed training loss.
+    """
+
     neutral_elements: list[float]
-    losses: list[float] = field(default_factory=list)  # training loss per epoch (at that epoch's start)
+    losses: list[float] = field(default_factory=list)
     best_epoch: int = 0
+    kept_loss: float = float("nan")
+    selection: str = "last"
 
 
 def pad_clips(clips: list[ClipProbs]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,14 +106,16 @@ def summed_sord_loss(
 
 
 def fit_uninorm(clips: list[ClipProbs], config: FitConfig | None = None) -> FitResult:
-    """Train the four neutral elements on ``clips``; returns the best (lowest training loss) ones."""
+    """Train the four neutral elements on ``clips``; which ones are returned: ``config.selection``."""
     cfg = config or FitConfig()
+    if cfg.selection not in SELECTIONS:
+        raise ValueError(f"selection {cfg.selection!r} must be one of {list(SELECTIONS)}")
     model = UninormAggregator(init=cfg.init).double()
     probs, mask = pad_clips(clips)
     labels = torch.tensor([c.label for c in clips])
     targets = video_sord_targets(labels, m=cfg.sord_m, gap=cfg.sord_gap)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    result = FitResult(neutral_elements=model.neutral_elements)
+    result = FitResult(neutral_elements=model.neutral_elements, selection=cfg.selection)
     best = float("inf")
     for epoch in range(cfg.epochs):
         opt.zero_grad()
@@ -103,13 +123,20 @@ def fit_uninorm(clips: list[ClipProbs], config: FitConfig | None = None) -> FitR
         loss.backward()
         value = float(loss.detach())
         result.losses.append(value)
-        if value < best - 1e-12:
-            best, result.best_epoch, result.neutral_elements = value, epoch, model.neutral_elements
-        elif epoch - result.best_epoch >= cfg.patience:
-            log.info("early stop at epoch %d (best %d, loss %.5f)", epoch, result.best_epoch, best)
-            break
+        if cfg.selection == "best-loss":
+            if value < best - 1e-12:
+                best, result.best_epoch, result.neutral_elements = value, epoch, model.neutral_elements
+                result.kept_loss = value
+            elif epoch - result.best_epoch >= cfg.patience:
+                log.info("early stop at epoch %d (best %d, loss %.5f)", epoch, result.best_epoch, best)
+                break
         opt.step()
         model.clamp_()
+    if cfg.selection == "last":  # the published command: the parameters after the last step
+        result.best_epoch = cfg.epochs
+        result.neutral_elements = model.neutral_elements
+        with torch.no_grad():
+            result.kept_loss = float(summed_sord_loss(model, probs, mask, targets, cfg.objective))
     return result
 
 

@@ -14,6 +14,11 @@ Reads per-frame probabilities of labelled clips (any frame model's; format in
 - ``DIR/aggregator.json``: the aggregator manifest (also written to ``--manifest PATH`` if given) that
   ``lus-stream`` reads its neutral elements from.
 
+Training follows the authors' published command by default (30 Adam steps at lr 1e-2 from e = 0, the
+last epoch's neutral elements kept: ``--selection last``); ``--selection best-loss`` keeps the
+lowest-training-loss epoch with early stopping (``--patience``). The rule is recorded in
+``metrics.json`` and in the manifest's ``training.selection``/``training.method``.
+
 ``--make-toy FILE`` writes a synthetic frame-probabilities file instead (for trying the command).
 """
 
@@ -26,6 +31,10 @@ import shlex
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from train.aggregator.training import FitConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,14 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the patient-to-fold assignment (default 0)")
     p.add_argument("--out", type=Path, help="output folder for metrics.json, confusion.png, aggregator.json")
     p.add_argument(
-        "--epochs", type=int, default=30, help="maximum epochs, one Adam step each (default 30, as published)"
+        "--epochs", type=int, default=30, help="epochs, one Adam step each (default 30, as published)"
     )
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 1e-2, as published)")
+    p.add_argument(
+        "--selection",
+        choices=("last", "best-loss"),
+        default="last",
+        help="which neutral elements are kept: 'last' = after the last epoch, no early stopping (default, "
+        "the authors' published command); 'best-loss' = the epoch with the lowest training loss, with "
+        "early stopping after --patience epochs without improvement",
+    )
     p.add_argument(
         "--patience",
         type=int,
         default=5,
-        help="early stopping: epochs without a lower training loss (default 5); best epoch kept",
+        help="with --selection best-loss: epochs without a lower training loss before stopping (default 5)",
     )
     p.add_argument(
         "--init", type=float, default=0.0, help="initial neutral elements (default 0, as published)"
@@ -96,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _method_text(cfg: FitConfig) -> str:
+    """The manifest's training.method: the published recipe and which epoch's neutral elements were kept."""
+    head = (f"Roy et al. 2020 §IV-B: SORD (gap {cfg.sord_gap:g}), Adam {cfg.lr:g}, one summed step per "
+            f"epoch, {cfg.epochs} epochs, e started at {cfg.init:g}; ")  # fmt: skip
+    if cfg.selection == "last":
+        return head + "last epoch kept, no early stopping (as published)"
+    return head + (f"lowest-training-loss epoch kept, early stopping after {cfg.patience} epochs without "
+                   "improvement (our rule)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         sord_gap=args.sord_gap,
         init=args.init,
         objective=args.objective,
+        selection=args.selection,
     )
     n_patients = len({c.patient_id for c in clips})
     label_counts = dict(sorted(Counter(c.label for c in clips).items()))
@@ -175,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                  "labels": {str(k): v for k, v in sorted(Counter(c.label for c in clips).items())}},
         "config": vars(cfg),
         "final": {"objective": cfg.objective, "neutral_elements": final.neutral_elements,
-                  "epochs_run": len(final.losses),
-                  "best_epoch": final.best_epoch, "train_loss": final_loss},
+                  "selection": cfg.selection, "epochs_run": len(final.losses),
+                  "kept_epoch": final.best_epoch, "train_loss": final_loss},
         "command": command,
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
@@ -203,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
             },
             sord_gap=cfg.sord_gap,
             training_extra={
+                "method": _method_text(cfg),
+                "selection": cfg.selection,
+                "epochs": cfg.epochs,
                 "objective": cfg.objective,
                 "cross_validated_as": "uninorm" if cfg.objective == "published" else "uninorm_logit",
             },

@@ -6,6 +6,8 @@ Each member becomes ``OUT/NAME.onnx`` (inputs ``image``, ``dropout_mask``; outpu
 opset 17, dynamic batch) with ``OUT/NAME.json`` beside it; parity with PyTorch (mask of ones) must
 be ≤ 1e-4 or nothing is written. Metrics come from ``RUN/eval/metrics.json`` when
 ``lus-train evaluate-seg`` has run. ``OUT/MODEL_CARD.md`` summarises data, metrics and limits.
+``--domain``/``--dataset``/``--licence`` fill the manifests' ``training.domain``/``dataset``/``licence``
+(synthetic by default; see ``train.commands.export``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import json
 import os
 import shutil
 from pathlib import Path
+
+from train.commands.export import add_domain_options, domain_fields
 
 DEFAULT_DATA = "synthetic LUS (synth simulator), ICLUS-DB-style layout; held-out patients for metrics"
 
@@ -28,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", default="0.1.0")
     ap.add_argument("--data-description", default=DEFAULT_DATA)
     ap.add_argument("--real-data", action="store_true", help="the run used real (non-synthetic) data")
+    add_domain_options(ap)  # --domain, --dataset, --licence (manifest training.*)
     ap.add_argument("--command", default=None, help="the training command to record (default: from the run)")
     args = ap.parse_args(argv)
+    provenance = domain_fields(args)
 
     import torch
 
@@ -48,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         member_summary = next((m for m in summary.get("members", []) if m["member"] == name), {})
         training = {
             "data": args.data_description,
-            "synthetic_only": not args.real_data,
+            "synthetic_only": provenance["synthetic_only"],
             "clinical_use": False,
+            **{k: v for k, v in provenance.items() if k != "synthetic_only"},
             "command": args.command or summary.get("command", "lus-train seg"),
             "preset": summary.get("preset"),
             "steps": ck.get("step"),
