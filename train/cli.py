@@ -13,11 +13,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "frame": ("train.commands.frame", "train a frame scorer (Reg-STN or a Table I baseline)"),
     "aggregator": ("train.commands.aggregator", "train the uninorm clip aggregator from frame probabilities"),
     "frame-probs": ("train.commands.frame_probs", "per-frame probabilities of a trained frame model"),
+    "real-cv": ("train.commands.real_cv", "clip-scored real clips: patient-level k-fold CV of frame models"),
     "evaluate": ("train.commands.evaluate", "Table I: frame models under evaluation settings 1-3"),
     "export": ("train.commands.export", "export a frame model / aggregator to ONNX + manifest"),
     "seg": ("train.commands.seg", "train a segmentation model (U-Net, U-Net++, DeepLabv3+)"),
     "evaluate-seg": ("train.commands.evaluate_seg", "Table IV: segmentation members and the ensemble"),
     "export-seg": ("train.commands.export_seg", "export segmentation members to ONNX + manifests"),
+    "import": ("train.commands.import_clips", "import real clips (one score per clip) as a dataset"),
 }
 
 
