@@ -14,6 +14,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "aggregator": ("train.commands.aggregator", "train the uninorm clip aggregator from frame probabilities"),
     "frame-probs": ("train.commands.frame_probs", "per-frame probabilities of a trained frame model"),
     "real-cv": ("train.commands.real_cv", "clip-scored real clips: patient-level k-fold CV of frame models"),
+    "real-fit": (
+        "train.commands.real_fit",
+        "train + export the shipped frame model and aggregator on all patients",
+    ),
     "evaluate": ("train.commands.evaluate", "Table I: frame models under evaluation settings 1-3"),
     "export": ("train.commands.export", "export a frame model / aggregator to ONNX + manifest"),
     "seg": ("train.commands.seg", "train a segmentation model (U-Net, U-Net++, DeepLabv3+)"),

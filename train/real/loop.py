@@ -53,17 +53,19 @@ class ClipTrainConfig:
     preset: str = (
         "cpu"  # the frame model's shape: a ``train.frame.config`` preset (cpu: 128x128; tiny: tests)
     )
-    steps: int = 600
+    steps: int = 800
     clips_per_step: int = 4
     frames_per_clip: int = 8
-    lr: float = 3e-4
+    lr: float = 1e-3
+    head_lr: float = 1e-2  # the clip head's own parameters (neutral elements, temperature): the paper's 1e-2
     weight_decay: float = 1e-4
     sord_m: float = 2.0
     sord_gap: float = 0.5  # video-level SORD, as for the aggregator (§IV-B)
     w_consistency: float = 0.1
     w_scale_prior: float = 1.0
-    w_inside: float = 1.0
-    uninorm_init: float = 0.0  # the published start of the neutral elements
+    w_inside: float = 10.0
+    # start of the neutral elements; the published 0 does not move end to end (the gradient pushes e below 0)
+    uninorm_init: float = 0.25
     appearance_p: float = 0.0
     pretrained: str | None = None  # a torch.export program (NAME.torch.pt2) or a checkpoint of the same model
     eval_every: int = 100
@@ -206,7 +208,10 @@ def train_clip_model(
     model = make_clip_model(cfg)
     fcfg = cfg.frame_config()
     augment = build_augment(fcfg.augment, fcfg.input_hw)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = [{"params": list(model.frame_model.parameters())}]
+    if model.head is not None and list(model.head.parameters()):
+        groups.append({"params": list(model.head.parameters()), "lr": cfg.head_lr, "weight_decay": 0.0})
+    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
     sampler = ClipSampler(cache, fit_ids, cfg.seed)
     priors = torch.tensor(fcfg.scale_priors)
