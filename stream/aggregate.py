@@ -61,6 +61,7 @@ N_SCORES = 4
 KINDS = ("uninorm", "max_argmax", "argmax_mean")
 _LOOSE = 1e-3  # inputs this far outside [0, 1] are clipped (float error); beyond it they are refused
 _UNIFORM = (0.25, 0.25, 0.25, 0.25)
+_LOGIT_CAP = 1e4  # order logits of exact 0/1 folds are ±inf; capped before the calibrated softmax
 
 
 def _as_probs(probs: Any) -> list[float]:
@@ -128,8 +129,11 @@ def fold(values: Sequence[float], e: float) -> float:
 class _UninormMath:
     """Per-score constants and the map from the log-domain state to value and ordering key."""
 
-    def __init__(self, neutral_elements: Sequence[float]) -> None:
+    def __init__(self, neutral_elements: Sequence[float], temperature: float | None = None) -> None:
         es = [float(e) for e in neutral_elements]
+        if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"aggregator: temperature {temperature!r} must be a positive number")
+        self.temperature = None if temperature is None else float(temperature)
         if len(es) != N_SCORES or not all(0.0 <= e <= 1.0 for e in es):
             raise ValueError(
                 f"aggregator: neutral_elements {list(neutral_elements)!r} must be "
@@ -152,6 +156,17 @@ class _UninormMath:
         if n_low > 0:
             return math.exp(self.log_e[c] + lam_low)
         return 1.0 - math.exp(self.log_1me[c] + lam_high)
+
+    def calibrated(self, logits: Sequence[float], n: int) -> np.ndarray:
+        """Clip probabilities ``softmax(τ · logit(v) / n)`` (the learned temperature τ, ``n`` frames).
+
+        Dividing the four exact order logits by the number of frames keeps their order (the score is
+        unchanged) and stops them from growing with the clip's length, so the probabilities stay
+        informative over clips of any length (the paper's ``softmax(v)`` flattens towards 0.25 each).
+        """
+        tau = self.temperature or 1.0
+        z = [tau * max(-_LOGIT_CAP, min(_LOGIT_CAP, x)) / max(1, n) for x in logits]
+        return _softmax(z)
 
     def logit(self, c: int, n_low: float, lam_low: float, lam_high: float) -> float:
         """log v − log(1 − v), exact where v rounds to 0 or 1 (±inf at exactly 0 / 1)."""
@@ -213,9 +228,9 @@ class UninormClipAggregator(StreamingAggregator):
 
     kind = "uninorm"
 
-    def __init__(self, neutral_elements: Sequence[float]) -> None:
+    def __init__(self, neutral_elements: Sequence[float], temperature: float | None = None) -> None:
         super().__init__()
-        self._m = _UninormMath(neutral_elements)
+        self._m = _UninormMath(neutral_elements, temperature)
         self.reset()
 
     @property
@@ -271,6 +286,8 @@ class UninormClipAggregator(StreamingAggregator):
                 v = 1.0 if self._one_high[c] else 1.0 - exp(log_1me[c] + high[c] + high_c[c])
             z[c] = exp(v)
         self.count += 1
+        if m.temperature is not None:
+            return self.value()
         total = z[0] + z[1] + z[2] + z[3]
         return np.array((z[0] / total, z[1] / total, z[2] / total, z[3] / total))
 
@@ -299,6 +316,8 @@ class UninormClipAggregator(StreamingAggregator):
 
     def value(self) -> np.ndarray:
         m = self._m
+        if m.temperature is not None and self.count:
+            return m.calibrated([m.logit(c, *self._lams(c)) for c in range(N_SCORES)], self.count)
         return _softmax([m.value(c, *self._lams(c)) for c in range(N_SCORES)])
 
     def score(self) -> int:
@@ -478,12 +497,14 @@ class WindowedAggregator(StreamingAggregator):
         neutral_elements: Sequence[float] | None,
         window_frames: int | None,
         window_seconds: float | None,
+        temperature: float | None = None,
     ) -> None:
         super().__init__()
         self.kind = kind
         self.window_frames, self.window_seconds = window_frames, window_seconds
         if kind == "uninorm":
-            self._m = _UninormMath(neutral_elements if neutral_elements is not None else [0.0] * N_SCORES)
+            es = neutral_elements if neutral_elements is not None else [0.0] * N_SCORES
+            self._m = _UninormMath(es, temperature)
             # element: n_low[4], λ_low[4], λ_high[4]
             self._win = TwoStackWindow(3 * N_SCORES, np.add, 0.0, window_frames, window_seconds)
         elif kind == "max_argmax":
@@ -537,6 +558,10 @@ class WindowedAggregator(StreamingAggregator):
                 return _softmax(self._m.e)
             return np.array(_UNIFORM)
         agg = self._win.aggregate().tolist()
+        if self.kind == "uninorm" and self._m.temperature is not None:
+            m = self._m
+            logits = [m.logit(c, agg[c], agg[4 + c], agg[8 + c]) for c in range(N_SCORES)]
+            return m.calibrated(logits, self.count)
         if self.kind == "uninorm":
             m, exp = self._m, math.exp
             z = [
@@ -575,6 +600,7 @@ def make_aggregator(
     neutral_elements: Sequence[float] | None = None,
     window_frames: int | None = None,
     window_seconds: float | None = None,
+    temperature: float | None = None,
 ) -> StreamingAggregator:
     """A streaming clip aggregator.
 
@@ -585,9 +611,10 @@ def make_aggregator(
     if kind not in KINDS:
         raise ValueError(f"aggregator: unknown kind {kind!r}; choose one of {list(KINDS)}")
     if window_frames is not None or window_seconds is not None:
-        return WindowedAggregator(kind, neutral_elements, window_frames, window_seconds)
+        return WindowedAggregator(kind, neutral_elements, window_frames, window_seconds, temperature)
     if kind == "uninorm":
-        return UninormClipAggregator(neutral_elements if neutral_elements is not None else [0.0] * N_SCORES)
+        es = neutral_elements if neutral_elements is not None else [0.0] * N_SCORES
+        return UninormClipAggregator(es, temperature)
     if kind == "max_argmax":
         return MaxArgmaxClipAggregator()
     return ArgmaxMeanClipAggregator()
@@ -614,6 +641,20 @@ def load_neutral_elements(manifest_path: str | Path) -> list[float]:
             "re-run `lus-train aggregator` to rewrite the manifest"
         )
     return [float(e) for e in es]
+
+
+def load_temperature(manifest_path: str | Path) -> float | None:
+    """The clip-probability temperature of an aggregator manifest (``parameters.temperature``), or None
+    when it has none (the paper's ``softmax(v)`` is then published)."""
+    from engines.manifest import ManifestError, load_manifest
+
+    path = Path(manifest_path)
+    tau = load_manifest(path, verify_file=False)["parameters"].get("temperature")
+    if tau is None:
+        return None
+    if not (isinstance(tau, int | float) and not isinstance(tau, bool) and math.isfinite(tau) and tau > 0):
+        raise ManifestError(f"{path}: parameters.temperature {tau!r} must be a positive number")
+    return float(tau)
 
 
 def _benchmark(sizes: Sequence[int] = (100, 100_000), k: int = 2000, seed: int = 0) -> list[dict[str, Any]]:

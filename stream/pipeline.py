@@ -161,7 +161,7 @@ class Graph:
 
 def build(cfg: EngineConfig, source: Any = None) -> Graph:
     """Construct every stage of the engine from ``cfg`` (``source`` overrides the capture process)."""
-    from stream.aggregate import load_neutral_elements, make_aggregator
+    from stream.aggregate import load_neutral_elements, load_temperature, make_aggregator
 
     stream_id = cfg.stream_id or "lus"
     models = find_models(cfg.engines_dir)
@@ -191,12 +191,11 @@ def build(cfg: EngineConfig, source: Any = None) -> Graph:
         notes.append(warning)
 
     # aggregator: frame probs → clip probs (uninorm fold, or a baseline), optional sliding window
-    neutral = None
+    neutral, temperature = None, None
     if cfg.aggregator == "uninorm" and models.aggregator is not None:
-        neutral = load_neutral_elements(models.aggregator)
-    aggregator = make_aggregator(
-        cfg.aggregator, neutral, window_frames=cfg.window, window_seconds=cfg.window_s
-    )
+        neutral, temperature = load_neutral_elements(models.aggregator), load_temperature(models.aggregator)
+    aggregator = make_aggregator(cfg.aggregator, neutral, window_frames=cfg.window,
+                                 window_seconds=cfg.window_s, temperature=temperature)
 
     # recorder: every published message → results file (flushed per message, fsync ≥ 1/s)
     recorder = None

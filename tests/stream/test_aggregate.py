@@ -329,3 +329,45 @@ def test_module_imports_without_torch_or_train():
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'train')]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ------------------------------------------------------------------ calibrated clip probabilities
+
+
+def test_calibrated_probabilities_stay_informative_on_a_long_clip() -> None:
+    """500 frames favouring score 2: the paper's softmax(v) flattens to ~0.25 each, the calibrated one
+    (learned temperature over the length-normalised order logits) keeps a confident, same-score answer."""
+    rng = np.random.default_rng(0)
+    es = [0.2, 0.25, 0.2, 0.15]
+    paper, calibrated = make_aggregator("uninorm", es), make_aggregator("uninorm", es, temperature=3.0)
+    for _ in range(500):
+        p = rng.dirichlet([1.0, 2.0, 6.0, 1.0])
+        paper.update(p)
+        out = calibrated.update(p)
+    assert np.allclose(paper.value(), 0.25, atol=0.05)  # the defect: uniform-looking
+    assert paper.score() == calibrated.score() == 2
+    assert out.argmax() == 2 and out.max() > 0.4 and np.isclose(out.sum(), 1.0)
+    np.testing.assert_allclose(out, calibrated.value())
+
+
+def test_calibrated_probabilities_against_a_hand_computed_fold() -> None:
+    """Two frames, e = 0.5 for every score: per score the fold is low (product) or high (co-product);
+    the probabilities are softmax(τ · logit(v) / 2)."""
+    frames = [[0.1, 0.2, 0.6, 0.1], [0.3, 0.1, 0.55, 0.05]]
+    agg = make_aggregator("uninorm", [0.5] * 4, temperature=2.0)
+    for f in frames:
+        agg.update(f)
+    v = [0.5 * (0.1 / 0.5) * (0.3 / 0.5), 0.5 * (0.2 / 0.5) * (0.1 / 0.5),
+         1 - 0.5 * (0.4 / 0.5) * (0.45 / 0.5), 0.5 * (0.1 / 0.5) * (0.05 / 0.5)]  # fmt: skip
+    z = np.array([2.0 * math.log(x / (1 - x)) / 2 for x in v])
+    want = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    np.testing.assert_allclose(agg.value(), want, rtol=1e-12)
+    windowed = make_aggregator("uninorm", [0.5] * 4, window_frames=10, temperature=2.0)
+    for f in frames:
+        windowed.update(f)
+    np.testing.assert_allclose(windowed.value(), want, rtol=1e-12)
+
+
+def test_temperature_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="temperature"):
+        make_aggregator("uninorm", [0.1] * 4, temperature=0.0)
