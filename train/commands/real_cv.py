@@ -18,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-DEFAULT_PRETRAINED = "models/frame/regstn.torch.pt2"
+DEFAULT_PRETRAINED = "models/demo/frame/regstn.torch.pt2"  # the synthetic-data Reg-STN: pretraining
 
 
 def _coerce(field: dataclasses.Field, text: str):  # type: ignore[type-arg]
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0, help="folds and training seed")
     ap.add_argument("--only-folds", default="", help="comma list of fold indices (default: all)")
-    ap.add_argument("--steps", type=int, default=600, help="optimiser steps per fold (the compute budget)")
+    ap.add_argument("--steps", type=int, default=800, help="optimiser steps per fold (the compute budget)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the only thread setting used)")
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--summary-only", action="store_true", help="only rebuild the table from finished folds")
@@ -90,9 +90,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.summary_only:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        configs = {
+            m + args.tag: build_config(m, args.set, args.threads, args.steps, args.seed) for m in methods
+        }
+        input_hw = tuple(next(iter(configs.values())).frame_config().input_hw)
         clips = clips_from_layout(args.data)
-        cache_path = args.cache or args.out.parent / f"{args.data.name}-128.npz"
-        cache = load_or_build(cache_path, clips, (128, 128), progress=not args.quiet)
+        cache_path = args.cache or args.out.parent / f"{args.data.name}-{input_hw[0]}.npz"
+        cache = load_or_build(cache_path, clips, input_hw, progress=not args.quiet)
         folds_file = args.out / "folds.json"
         if folds_file.is_file():
             folds = read_folds(folds_file)
@@ -105,10 +110,6 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             raise SystemExit(f"{folds_file}: " + "; ".join(problems))
         which = [int(x) for x in args.only_folds.split(",") if x.strip()] or list(range(len(folds)))
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        configs = {
-            m + args.tag: build_config(m, args.set, args.threads, args.steps, args.seed) for m in methods
-        }
         t0 = time.monotonic()
         for k in which:
             for name, cfg in configs.items():

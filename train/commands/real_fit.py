@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     summary_file = args.cv / "summary.json"
     summary = json.loads(summary_file.read_text()).get(args.run) if summary_file.is_file() else None
     clips = clips_from_layout(args.data)
-    cache = load_or_build(
-        args.cache or args.cv.parent / f"{args.data.name}-128.npz", clips, (128, 128), progress=not args.quiet
-    )
+    input_hw = tuple(cfg.frame_config().input_hw)
+    cache_path = args.cache or args.cv.parent / f"{args.data.name}-{input_hw[0]}.npz"
+    cache = load_or_build(cache_path, clips, input_hw, progress=not args.quiet)
     patients = sorted(set(cache.patients))
     fit_p, val_p = validation_split(patients, cache.patients, cache.labels, args.val_fraction, seed=cfg.seed)
     fit_ids, val_ids = cache.clip_indices(fit_p), cache.clip_indices(val_p)
