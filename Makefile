@@ -55,9 +55,9 @@ data/covid-blues/dataset.json:
 real-cv: setup data/covid-blues/dataset.json
 	# the cheaper protocol (folds 0 and 1) for the variants, the full 5 folds for the baseline and the chosen method
 	$(VENV)/bin/lus-train real-cv $(REAL_CV_ARGS) --methods inherit,mil-uninorm,mil-mean --only-folds 0,1
-	$(VENV)/bin/lus-train real-cv $(REAL_CV_ARGS) --methods mil-uninorm --tag -scratch --set pretrained=none --only-folds 0,1
+	$(VENV)/bin/lus-train real-cv $(REAL_CV_ARGS) --methods mil-uninorm --tag=-scratch --set pretrained=none --only-folds 0,1
 	$(VENV)/bin/lus-train real-cv $(REAL_CV_ARGS) --methods inherit,$(REAL_METHOD)
-	$(VENV)/bin/lus-train real-cv $(REAL_CV_ARGS) --methods $(REAL_METHOD) --tag -cnn --set arch=cnn-sord --only-folds 0,1
+	$(VENV)/bin/lus-train real-cv $(REAL_CV_ARGS) --methods $(REAL_METHOD) --tag=-cnn --set arch=cnn-sord --only-folds 0,1
 
 # The shipped real-scan frame model and aggregator (models/frame/), trained on all 48 patients.
 real-models: real-cv

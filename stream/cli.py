@@ -36,8 +36,13 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
-def _default_engines() -> Path:
-    return REPO_MODELS if REPO_MODELS.is_dir() else Path("models")
+def default_engines(source_kind: str | None = None) -> Path:
+    """The model folder used without ``--engines``: the repository's ``models/`` (real-scan models), or
+    ``models/demo/`` (the synthetic-data demonstration models) for the simulator's sources."""
+    root = REPO_MODELS if REPO_MODELS.is_dir() else Path("models")
+    if source_kind == "synthetic" and (root / "demo" / "frame").is_dir():
+        return root / "demo"
+    return root
 
 
 def _roi(text: str) -> str | tuple[int, int, int, int]:
@@ -138,9 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="simulator and MC-dropout seed")
     s.add_argument("--probe", choices=("convex", "linear"), default="convex", help="simulator probe geometry")
     m = p.add_argument_group("models and lanes")
-    m.add_argument("--engines", type=Path, default=_default_engines(), metavar="DIR",
+    m.add_argument("--engines", type=Path, default=None, metavar="DIR",
                    help="model folder with frame/ (frame scorer + aggregator manifests) and seg/ "
-                   "(segmentation members); a lane whose model is absent is switched off and says so")
+                   "(segmentation members); a lane whose model is absent is switched off and says so "
+                   "(default: the repository's models/, the real-scan models; models/demo/, the "
+                   "synthetic-data demonstration models, for --synthetic and --demo)")
     m.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
                    help="inference backend (auto: the fastest available)")
     m.add_argument("--threads", type=_positive(int), default=None,
@@ -228,7 +235,8 @@ def engine_config(args: argparse.Namespace, spec: Any = None) -> Any:  # -> stre
 
     spec = source_spec(args) if spec is None else spec
     return EngineConfig(
-        source=spec, engines_dir=args.engines, backend=args.backend, pub=args.pub,
+        source=spec, engines_dir=args.engines or default_engines(spec.kind), backend=args.backend,
+        pub=args.pub,
         ctrl=None if args.ctrl == "none" else args.ctrl, record_dir=args.record,
         seg_every=args.seg_every, mc_samples=args.mc_samples, mc_every=args.mc_every,
         window=(args.window or (None, None))[0], window_s=(args.window or (None, None))[1],
