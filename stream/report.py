@@ -47,8 +47,7 @@ SCORE_RGB = {0: "#0060ff", 1: "#a0ff00", 2: "#ff9600", 3: "#ff0000"}  # = overla
 UNSCORED_RGB = "#d0d0d0"
 DECISION_SUPPORT = ("Decision support only: the scores are computed by machine-learning models and must be "
                     "reviewed by a qualified clinician; they are not a diagnosis.")
-NOT_CLINICAL = ("NOT FOR CLINICAL USE: the models that produced these results were trained on synthetic "
-                "(simulated) data only.")
+NOT_CLINICAL = "NOT FOR CLINICAL USE: {which} trained on synthetic (simulated) data only."
 UNKNOWN_PROVENANCE = ("Model provenance is not recorded in this file: check the models' manifests before "
                       "any clinical use.")
 SYNTHETIC_ON_REAL = ("WARNING: SYNTHETIC-ONLY MODEL ON REAL VIDEO: the scoring model {model} was trained on "
@@ -411,7 +410,11 @@ def notices(run: ExamRun) -> list[tuple[str, str]]:
     elif isinstance(engine_warning, str) and engine_warning:
         lines.append(("danger", f"WARNING: {engine_warning}"))
     if synthetic is True:
-        lines.append(("danger", NOT_CLINICAL))
+        names = [m["name"] for m in run.models if m["synthetic_only"] is True]
+        which = "the models that produced these results were"
+        if len(names) < len(run.models):  # a real-scan scoring model beside the synthetic segmentation models
+            which = f"of the models that produced these results, {', '.join(names)} were"
+        lines.append(("danger", NOT_CLINICAL.format(which=which)))
     elif synthetic is None:
         lines.append(("warn", UNKNOWN_PROVENANCE))
     if run.truncated_bytes or run.read_error:

@@ -227,3 +227,14 @@ def test_blue_zone_diagram_draws_six_points_and_total_of_18(tmp_path: Path) -> N
     assert centre["L3"][1] < centre["L1"][1] and centre["R3"][1] < centre["R1"][1]  # PLAPS low
     assert abs(centre["L3"][0] - 3.3) > abs(centre["L1"][0] - 3.3)  # PLAPS lateral of the BLUE points
     assert report.total_text(msg) == "LUS score 9 / 18"
+
+
+def test_not_for_clinical_use_names_the_synthetic_models_beside_a_real_scan_model(tmp_path: Path) -> None:
+    frame = _domain_manifest(tmp_path, "regstn-real", {"synthetic_only": False, "domain": "real"})
+    seg = _domain_manifest(tmp_path, "unet-synth", {"synthetic_only": True, "domain": "synthetic"})
+    meta = {"frame_model": str(frame), "seg_models": [str(seg)], "source": "clip"}
+    rec = sample.write_demo_recording(tmp_path / "r.lusr.msgpack", [1] * 12, frames_per_zone=4,
+                                      images_per_zone=0, meta=meta)
+    html = report.write_report(rec, tmp_path / "out", pdf=False)["html"].read_text()
+    assert "NOT FOR CLINICAL USE: of the models that produced these results, unet-synth were trained" in html
+    assert "SYNTHETIC-ONLY MODEL ON REAL VIDEO" not in html  # the scoring model saw real scans

@@ -46,7 +46,10 @@ def _free_port() -> int:
 
 
 def test_clip_scores_of_imported_patients_are_the_experts(two_patients: Path) -> None:
-    rows = {r["file"].removesuffix(".mp4"): int(r["label"]) for r in csv.DictReader((COVID_BLUES / "index.csv").open())}
+    rows = {
+        r["file"].removesuffix(".mp4"): int(r["label"])
+        for r in csv.DictReader((COVID_BLUES / "index.csv").open())
+    }
     clips = clips_from_layout(two_patients)
     assert len({c.patient_id for c in clips}) == 2
     assert all(c.label == rows[c.video_id] and c.zone in {"L1", "L2", "L3", "R1", "R2", "R3"} for c in clips)
@@ -54,11 +57,29 @@ def test_clip_scores_of_imported_patients_are_the_experts(two_patients: Path) ->
 
 def test_the_shipped_model_scores_every_frame_of_a_real_clip(two_patients: Path, tmp_path: Path) -> None:
     record = read_dataset(two_patients)[0]
-    cmd = [sys.executable, "-m", "stream.cli", "--clip", str(record.path), "--as-fast-as-possible",
-           "--record", str(tmp_path), "--ctrl", "none", "--pub", f"tcp://127.0.0.1:{_free_port()}",
-           "--seg-every", "1000000000", "--engines", str(REPO / "models"), "--backend", "onnxruntime"]  # fmt: skip
-    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "stream.cli",
+        "--clip",
+        str(record.path),
+        "--as-fast-as-possible",
+        "--record",
+        str(tmp_path),
+        "--ctrl",
+        "none",
+        "--pub",
+        f"tcp://127.0.0.1:{_free_port()}",
+        "--seg-every",
+        "1000000000",
+        "--engines",
+        str(REPO / "models"),
+        "--backend",
+        "onnxruntime",
+    ]
+    res = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     results = read_results(next(tmp_path.glob("*.lusr.msgpack")), validate=True)
     frames, videos = results.topic("frame"), results.topic("video")
