@@ -58,6 +58,10 @@ real-cv: setup data/covid-blues/dataset.json
 	$(VENV)/bin/lus-train real-cv $(REAL_CV_ARGS) --methods mil-uninorm --tag=-scratch --set pretrained=none --only-folds 0,1
 	$(VENV)/bin/lus-train real-cv $(REAL_CV_ARGS) --methods inherit,$(REAL_METHOD)
 	$(VENV)/bin/lus-train real-cv $(REAL_CV_ARGS) --methods $(REAL_METHOD) --tag=-cnn --set arch=cnn-sord --only-folds 0,1
+	$(VENV)/bin/lus-train real-cv $(REAL_CV_ARGS) --methods $(REAL_METHOD) --tag=-8x4 --set clips_per_step=8 \
+	    --set frames_per_clip=4 --only-folds 0,1
+	$(VENV)/bin/lus-train real-cv $(REAL_CV_ARGS) --methods $(REAL_METHOD) --tag=-appearance --set appearance_p=0.8 \
+	    --only-folds 0,1
 
 # The shipped real-scan frame model and aggregator (models/frame/), trained on all 48 patients.
 real-models: real-cv

@@ -78,8 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from train.frame.export import export_frame_model
-    from train.frame.speed import count_gflop
+    from train.frame.export import export_frame_model, model_parameters
 
     provenance = domain_fields(args)
     synthetic = bool(provenance["synthetic_only"])
@@ -123,13 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": ckpt.get("epoch"),
         "splits": ckpt.get("splits", {}),
     }
-    params = {
-        "gflop_per_frame": round(count_gflop(model, cfg.input_hw), 4),
-        "arch": cfg.arch,
-        "width": cfg.width,
-        "loc_downsample": cfg.loc_downsample,
-        "crop_hw": [cfg.input_hw[0] // 2, cfg.input_hw[1] // 2],
-    }
+    params = model_parameters(model, cfg)
     onnx_path, manifest_path, diff = export_frame_model(
         model, args.out, tuple(cfg.input_hw), args.name, args.version, training, metrics, params
     )

@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.export is None:
         return 0
     from train.aggregator.manifest import aggregator_manifest, write_aggregator_manifest
-    from train.frame.export import export_frame_model
-    from train.frame.speed import count_gflop
+    from train.frame.export import export_frame_model, model_parameters
 
     command = "lus-train real-fit " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
@@ -122,13 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "clip_training": cfg_dict,
         "splits": {"fit": fit_p, "validation": val_p},
     }
-    params = {
-        "gflop_per_frame": round(count_gflop(model, fcfg.input_hw), 4),
-        "arch": fcfg.arch,
-        "width": fcfg.width,
-        "loc_downsample": fcfg.loc_downsample,
-        "crop_hw": [fcfg.input_hw[0] // 2, fcfg.input_hw[1] // 2],
-    }
+    params = model_parameters(model, fcfg)
     args.export.mkdir(parents=True, exist_ok=True)
     onnx_path, manifest_path, diff = export_frame_model(
         model,

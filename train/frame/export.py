@@ -141,6 +141,20 @@ def frame_manifest(
     )
 
 
+def model_parameters(model: nn.Module, cfg: Any) -> dict[str, Any]:
+    """The manifest's ``parameters`` block of a frame model built from a ``FrameConfig``."""
+    from train.frame.speed import count_gflop
+
+    h, w = cfg.input_hw
+    return {
+        "gflop_per_frame": round(count_gflop(model, cfg.input_hw), 4),
+        "arch": cfg.arch,
+        "width": cfg.width,
+        "loc_downsample": cfg.loc_downsample,
+        "crop_hw": [h // 2, w // 2],
+    }
+
+
 def export_frame_model(
     model: nn.Module,
     out_onnx: str | Path,
