@@ -198,11 +198,15 @@ def test_training_domain_dataset_licence(model: Path) -> None:
             jsonschema.validate(m, schema)
 
 
-def test_shipped_manifests_declare_a_synthetic_domain() -> None:
+def test_shipped_manifests_declare_their_training_domain() -> None:
+    """models/frame/: the real-scan model (COVID-BLUES); models/demo/frame/ and models/seg/: synthetic."""
     models = Path(__file__).resolve().parents[2] / "models"
-    paths = sorted([*models.glob("frame/*.json"), *models.glob("seg/*.json")])
-    assert paths
-    for path in paths:
-        m = load_manifest(path, verify_file=False)
-        assert m["training"]["domain"] == "synthetic" == training_domain(m), path
-        assert isinstance(m["training"]["dataset"], str) and m["training"]["dataset"], path
+    expected = {"frame": "real", "demo/frame": "synthetic", "seg": "synthetic"}
+    for folder, domain in expected.items():
+        paths = sorted((models / folder).glob("*.json"))
+        assert paths, folder
+        for path in paths:
+            m = load_manifest(path, verify_file=False)
+            assert m["training"]["domain"] == domain == training_domain(m), path
+            assert m["training"]["synthetic_only"] is (domain == "synthetic"), path
+            assert isinstance(m["training"]["dataset"], str) and m["training"]["dataset"], path
