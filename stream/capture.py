@@ -212,8 +212,9 @@ class _Capture:
         try:
             info = self.source.open()
         except SourceOpenError as exc:
-            ring.set_state("failed")
-            self.publish_status(error=str(exc), exit_error=str(exc))
+            self.publish_status(error=str(exc), exit_error=str(exc))  # the reason first: whoever sees
+            ring.set_state("failed")  # "failed" can read why
+
             ring.close()
             return
         fps = self.source.nominal_fps
@@ -299,8 +300,8 @@ class _Capture:
             if isinstance(self.source, OutageSource):
                 self.source.shutdown()
             if exit_error:
-                ring.set_state("failed")
                 self.publish_status(exit_error=exit_error, error=exit_error)
+                ring.set_state("failed")
             else:
                 ring.set_state("stopped" if ring.stop_requested else "finished")
             ring.close()
