@@ -21,9 +21,9 @@ from typing import Any
 
 from stream import exam
 from stream.control import DEFAULT_CTRL
+from stream.default_models import default_engines
 from stream.publisher import DEFAULT_PUB
 
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 DEMO_SCHEDULE = [(0, 0), (150, 1), (300, 2), (450, 3), (600, 1)]  # 5 s per score at 30 fps
 EXIT_USAGE = 2
 
@@ -34,15 +34,6 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "stream.bench:main",
     "exam-clips": "stream.exam_clips:main",
 }
-
-
-def default_engines(source_kind: str | None = None) -> Path:
-    """The model folder used without ``--engines``: the repository's ``models/`` (real-scan models), or
-    ``models/demo/`` (the synthetic-data demonstration models) for the simulator's sources."""
-    root = REPO_MODELS if REPO_MODELS.is_dir() else Path("models")
-    if source_kind == "synthetic" and (root / "demo" / "frame").is_dir():
-        return root / "demo"
-    return root
 
 
 def _roi(text: str) -> str | tuple[int, int, int, int]:
@@ -145,9 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("models and lanes")
     m.add_argument("--engines", type=Path, default=None, metavar="DIR",
                    help="model folder with frame/ (frame scorer + aggregator manifests) and seg/ "
-                   "(segmentation members); a lane whose model is absent is switched off and says so "
-                   "(default: the repository's models/, the real-scan models; models/demo/, the "
-                   "synthetic-data demonstration models, for --synthetic and --demo)")
+                   "(segmentation members); without a frame model the engine refuses to start unless "
+                   "--no-scoring; a missing segmentation model switches that lane off (default: the "
+                   "models installed with lus-stream: the real-scan models, or the synthetic-data "
+                   "demonstration models for --synthetic and --demo)")
+    m.add_argument("--no-scoring", action="store_true",
+                   help="run without a frame-score model (no frame or clip scores: capture, segmentation "
+                   "and recording only)")
     m.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
                    help="inference backend (auto: the fastest available)")
     m.add_argument("--threads", type=_positive(int), default=None,
@@ -231,11 +226,20 @@ def source_spec(args: argparse.Namespace):  # -> stream.capture.SourceSpec
 def engine_config(args: argparse.Namespace, spec: Any = None) -> Any:  # -> stream.pipeline.EngineConfig
     """The engine configuration for parsed ``lus-stream`` options (``spec``: the source, default from args);
     also used by ``lus-stream exam-clips`` so that its lanes are exactly those of ``lus-stream --clip``."""
+    from stream.lanes import find_models
     from stream.pipeline import EngineConfig
 
     spec = source_spec(args) if spec is None else spec
+    engines_dir = args.engines or default_engines(spec.kind)
+    if engines_dir is None:
+        raise ValueError("no models are installed with this lus-stream (the package data lus_stream_models "
+                         "is missing): reinstall lus-stream, or give a model folder with --engines DIR")
+    if not getattr(args, "no_scoring", False) and find_models(engines_dir).frame is None:
+        raise ValueError(f"no frame-score model in {engines_dir} (looked for frame/*.json with task "
+                         "'frame-score'): give a model folder with --engines DIR, reinstall lus-stream for "
+                         "its shipped models, or add --no-scoring to run without scores")
     return EngineConfig(
-        source=spec, engines_dir=args.engines or default_engines(spec.kind), backend=args.backend,
+        source=spec, engines_dir=engines_dir, backend=args.backend,
         pub=args.pub,
         ctrl=None if args.ctrl == "none" else args.ctrl, record_dir=args.record,
         seg_every=args.seg_every, mc_samples=args.mc_samples, mc_every=args.mc_every,

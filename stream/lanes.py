@@ -74,11 +74,32 @@ def _task(path: Path) -> str | None:
     return manifest.get("task")
 
 
+MODEL_INDEX = "models.json"
+
+
+def _lane_dirs(root: Path) -> tuple[Path, Path]:
+    """``frame/`` and ``seg/`` of a model folder, or where its ``models.json`` index points them
+    (relative paths, e.g. ``{"seg": "../seg"}`` to share a sibling folder's segmentation ensemble)."""
+    index: dict[str, object] = {}
+    if (root / MODEL_INDEX).is_file():
+        try:
+            index = json.loads((root / MODEL_INDEX).read_text())
+        except ValueError as err:
+            raise ValueError(f"{root / MODEL_INDEX} is not valid JSON ({err}); fix or delete it") from None
+        if not isinstance(index, dict):
+            raise ValueError(f"{root / MODEL_INDEX} must be a JSON object like {{\"seg\": \"../seg\"}}")
+    frame, seg = index.get("frame", "frame"), index.get("seg", "seg")
+    for lane, rel in (("frame", frame), ("seg", seg)):
+        if not isinstance(rel, str):
+            raise ValueError(f"{root / MODEL_INDEX}: \"{lane}\" must be a folder path, got {rel!r}")
+    return root / str(frame), root / str(seg)
+
+
 def find_models(engines_dir: str | Path) -> ModelSet:
     """Look for ``frame/*.json`` (frame-score + aggregator) and ``seg/*.json`` (segmentation)."""
     root = Path(engines_dir)
     found = ModelSet()
-    frame_dir, seg_dir = root / "frame", root / "seg"
+    frame_dir, seg_dir = _lane_dirs(root)
 
     def manifests(folder: Path, task: str) -> list[Path]:
         return sorted(p for p in folder.glob("*.json") if _task(p) == task) if folder.is_dir() else []

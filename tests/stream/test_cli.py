@@ -53,7 +53,8 @@ def test_no_source_is_a_usage_error(capsys) -> None:
 
 
 def test_non_loopback_pub_is_refused(tmp_path: Path, capsys) -> None:
-    code = main(["--synthetic", "--engines", str(tmp_path), "--pub", "tcp://0.0.0.0:5999", "--ctrl", "none"])
+    code = main(["--synthetic", "--engines", str(tmp_path), "--no-scoring", "--pub", "tcp://0.0.0.0:5999",
+                 "--ctrl", "none"])
     assert code == 2
     assert "refusing to bind" in capsys.readouterr().err
 

@@ -107,6 +107,35 @@ def test_find_models_on_the_shipped_models() -> None:
     assert sorted(p.name for p in found.seg) == ["deeplabv3p.json", "unet.json", "unetpp.json"]
 
 
+def test_demo_model_set_shares_the_segmentation_ensemble_through_its_index() -> None:
+    """models/demo/models.json points its seg lane at ../seg: one copy of the ensemble, two model sets."""
+    models = Path(__file__).resolve().parents[2] / "models"
+    demo = find_models(models / "demo")
+    assert demo.frame is not None and demo.frame.parent == models / "demo" / "frame"
+    assert [p.resolve() for p in demo.seg] == [p.resolve() for p in find_models(models).seg]
+    assert demo.seg and not (models / "demo" / "seg").exists()
+
+
+def test_model_index_errors_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "models.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"models\.json is not valid JSON"):
+        find_models(tmp_path)
+    (tmp_path / "models.json").write_text('{"seg": 3}')
+    with pytest.raises(ValueError, match="must be a folder path"):
+        find_models(tmp_path)
+    (tmp_path / "models.json").write_text('{"seg": "elsewhere"}')
+    assert find_models(tmp_path).seg == [] and "segmentation lane off" in find_models(tmp_path).notes[-1]
+
+
+def test_default_model_sets() -> None:
+    from stream.default_models import default_engines, models_root
+
+    root = models_root()
+    assert root is not None and (root / "frame" / "regstn.json").is_file()
+    assert default_engines("clip") == root and default_engines("device") == root
+    assert default_engines("synthetic") == root / "demo"
+
+
 def test_scoring_batch_equals_single_frames(tiny_models: Path) -> None:
     lane = ScoringLane(load_model(tiny_models / "frame" / "tiny-frame.json", "onnxruntime", threads=1))
     frames = [Prepared(_frame(i, seed=i)) for i in range(3)]

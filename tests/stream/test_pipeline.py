@@ -328,13 +328,24 @@ def test_curve_keys_encrypt_both_sockets(models: Path, tmp_path: Path) -> None:
 
 
 def test_engine_without_models_runs_and_says_so(tmp_path: Path, clip30: Path) -> None:
-    eng = Engine(tmp_path, "--clip", str(clip30), "--as-fast-as-possible", "--record", str(tmp_path))
+    eng = Engine(tmp_path, "--clip", str(clip30), "--as-fast-as-possible", "--record", str(tmp_path),
+                 "--no-scoring")
     assert eng.wait() == 0, eng.err
     rec = read_results(next(tmp_path.glob("*.lusr.msgpack")), validate=True)
     lanes = rec.topic("status")[-1].msg["lanes"]
     assert not lanes["scoring"]["enabled"] and "no frame-score model" in lanes["scoring"]["reason"]
     assert not lanes["segmentation"]["enabled"]
     assert "scoring lane off" in eng.err
+
+
+def test_engine_without_a_frame_model_refuses_to_start(tmp_path: Path, clip30: Path) -> None:
+    """Installed without its models (or --engines pointing at the wrong folder) the engine must not run
+    on publishing nothing useful: exit 2, naming the folder and the fixes, and nothing recorded."""
+    eng = Engine(tmp_path, "--clip", str(clip30), "--as-fast-as-possible", "--record", str(tmp_path / "rec"))
+    assert eng.wait() == 2, eng.err
+    assert f"no frame-score model in {tmp_path}" in eng.err
+    assert "--engines DIR" in eng.err and "--no-scoring" in eng.err and "Traceback" not in eng.err
+    assert not list(tmp_path.rglob("*.lusr.msgpack"))
 
 
 @pytest.mark.realclips
