@@ -203,9 +203,27 @@ class StreamingAggregator:
     def value(self) -> np.ndarray:
         raise NotImplementedError
 
+    def order_keys(self) -> list[float]:
+        """What the clip score is the argmax of: the aggregate itself, or for the uninorm the exact order
+        logits (see the module doc)."""
+        return [float(v) for v in self.value()]
+
     def score(self) -> int:
-        """The clip score: argmax of the aggregate (for the uninorm: exact ordering, see module doc)."""
-        return int(np.argmax(self.value()))
+        """The clip score: argmax of :meth:`order_keys`; on a tie the lowest tied score (see :meth:`tie`)."""
+        return _argmax(self.order_keys())
+
+    def tie(self) -> list[int]:
+        """The scores that share the maximum of :meth:`order_keys` exactly, when there are several (the
+        clip score is then only the lowest of them, not a decision); ``[]`` when one score leads.
+
+        Exact equality on purpose: two order logits that differ in the last bit are still ordered (the
+        module doc shows why that ordering is exact); equal ones arise when folds saturate alike
+        (two scores at exactly 1, every score at exactly 0) or when no frame has been seen.
+        """
+        keys = self.order_keys()
+        top = max(keys)
+        tied = [c for c, k in enumerate(keys) if k == top]
+        return tied if len(tied) > 1 else []
 
     def reset(self) -> None:
         raise NotImplementedError
@@ -320,9 +338,9 @@ class UninormClipAggregator(StreamingAggregator):
             return m.calibrated([m.logit(c, *self._lams(c)) for c in range(N_SCORES)], self.count)
         return _softmax([m.value(c, *self._lams(c)) for c in range(N_SCORES)])
 
-    def score(self) -> int:
+    def order_keys(self) -> list[float]:
         m = self._m
-        return _argmax([m.logit(c, *self._lams(c)) for c in range(N_SCORES)])
+        return [m.logit(c, *self._lams(c)) for c in range(N_SCORES)]
 
 
 class MaxArgmaxClipAggregator(StreamingAggregator):
@@ -354,6 +372,9 @@ class MaxArgmaxClipAggregator(StreamingAggregator):
 
     def score(self) -> int:
         return max(self._max, 0)
+
+    def tie(self) -> list[int]:
+        return [] if self._max >= 0 else list(range(N_SCORES))  # nothing seen yet: no score leads
 
 
 class ArgmaxMeanClipAggregator(StreamingAggregator):
@@ -387,8 +408,6 @@ class ArgmaxMeanClipAggregator(StreamingAggregator):
         n = self.count
         return np.array([(self._sum[c] + self._comp[c]) / n for c in range(N_SCORES)])
 
-    def score(self) -> int:
-        return _argmax(self.value().tolist()) if self.count else 0
 
 
 # ------------------------------------------------------------------------------------ sliding window
@@ -584,12 +603,12 @@ class WindowedAggregator(StreamingAggregator):
         agg = self._win.aggregate().tolist() if self.count else [0.0] * 12
         return np.array([self._m.value(c, agg[c], agg[4 + c], agg[8 + c]) for c in range(N_SCORES)])
 
-    def score(self) -> int:
+    def order_keys(self) -> list[float]:
         if self.kind == "uninorm" and self.count:
             agg = self._win.aggregate().tolist()
             m = self._m
-            return _argmax([m.logit(c, agg[c], agg[4 + c], agg[8 + c]) for c in range(N_SCORES)])
-        return _argmax(self.value().tolist())
+            return [m.logit(c, agg[c], agg[4 + c], agg[8 + c]) for c in range(N_SCORES)]
+        return [float(v) for v in self.value()]
 
 
 # ------------------------------------------------------------------------------------------ factory

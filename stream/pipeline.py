@@ -402,6 +402,7 @@ class StreamEngine:
             with self._agg_lock:
                 video_probs = self.g.aggregator.update(res.probs, t_ns=fr.t_capture_ns)
                 video_score = int(self.g.aggregator.score())
+                video_tie = self.g.aggregator.tie()
                 count, clip = int(self.g.aggregator.count), self.clip
             t_agg = time.monotonic_ns()
             msg = wire.header(self.stream_id, fr.seq, fr.t_capture_ns)
@@ -420,7 +421,7 @@ class StreamEngine:
             self.latency.add(t_pub - fr.t_capture_ns, t_pub)
             self.score_rate.tick(1, t_pub)
             video = wire.header(self.stream_id, fr.seq, fr.t_capture_ns)
-            video |= {"probs": video_probs / video_probs.sum(), "score": video_score,
+            video |= {"probs": video_probs / video_probs.sum(), "score": video_score, "tie": video_tie,
                       "kind": self.cfg.aggregator, "window": self.cfg.window, "window_s": self.cfg.window_s,
                       "frames": count, "clip": clip}
             pub.publish("video", video)

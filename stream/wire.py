@@ -153,6 +153,13 @@ def _probs(n: int) -> Check:
     return check
 
 
+def _tie(x: Any, path: str) -> None:
+    """``video.tie``: [] when one score leads, else the tied scores (2-4 distinct, ascending)."""
+    _list(_int(0, N_SCORES - 1))(x, path)
+    if len(x) == 1 or list(x) != sorted(set(x)):
+        _fail(path, f"must be [] or 2-{N_SCORES} distinct scores in ascending order, got {list(x)}")
+
+
 def _check_fields(msg: dict, fields: dict[str, Check], optional: dict[str, Check], path: str) -> None:
     for name, check in fields.items():
         if name not in msg:
@@ -263,7 +270,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "frames": _int(0),
             "clip": _int(0),
         },
-        {"window_s": _nullable(_num(0.0))},
+        {"window_s": _nullable(_num(0.0)), "tie": _tie},
     ),
     "seg": (
         {
@@ -348,6 +355,8 @@ def validate(topic: str, msg: Any, payloads: Sequence[bytes] | None = None) -> N
     _check_fields(msg, required, optional, topic)
     if topic == "exam":
         _check_exam_totals(msg)
+    if topic == "video" and msg.get("tie") and msg["score"] != msg["tie"][0]:
+        raise WireError(f"video.score: {msg['score']} on a tie must be the lowest tied score {msg['tie'][0]}")
     if msg["t_publish_ns"] < msg["t_capture_ns"]:
         raise WireError(
             f"{topic}.t_publish_ns: earlier than t_capture_ns ({msg['t_publish_ns']} < {msg['t_capture_ns']})"
@@ -442,7 +451,7 @@ def example(topic: str, seq: int = 0, stream_id: str = "example") -> tuple[dict[
             "clip": 0,
         }
     elif topic == "video":
-        msg |= {"probs": [0.05, 0.15, 0.7, 0.1], "score": 2, "kind": "uninorm", "window": None,
+        msg |= {"probs": [0.05, 0.15, 0.7, 0.1], "score": 2, "tie": [], "kind": "uninorm", "window": None,
                 "frames": seq + 1, "clip": 0}
     elif topic == "seg":
         cls = np.full((260, 200), 4, np.uint8)

@@ -295,6 +295,13 @@ def test_command_end_to_end(tmp_path):
     assert metrics["final"]["selection"] == "last" and metrics["final"]["kept_epoch"] == 30
     assert metrics["final"]["epochs_run"] == 30 and metrics["config"]["selection"] == "last"
     assert all(f["uninorm"]["selection"] == "last" for f in metrics["folds"])
+    # the clip-probability temperature, fitted on the held-out folds, goes into the manifest
+    from stream.aggregate import load_temperature
+
+    tau = metrics["uninorm"]["temperature"]
+    assert load_temperature(shipped) == tau > 0 and "held-out" in manifest["training"]["temperature_fit"]
+    nlls = metrics["uninorm"]["held_out_nll"]
+    assert nlls["fitted"] <= nlls["tau_1"] + 1e-12
 
 
 def test_command_best_loss_selection_is_recorded(tmp_path):

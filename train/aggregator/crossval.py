@@ -5,7 +5,8 @@ the uninorm layer and both baselines, score each fold (weighted F1/precision/rec
 predictions into one confusion matrix per method. The uninorm is trained twice per fold: with the
 published objective (``uninorm``) and with the logit variant (``uninorm_logit``, see
 ``train.aggregator.training``); the table keeps both apart. Both use the config's ``selection`` (the
-published "last" epoch by default, or "best-loss").
+published "last" epoch by default, or "best-loss"). The held-out order logits of the published uninorm
+give the clip-probability temperature (``train.aggregator.temperature``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from train.aggregator.baselines import BASELINES
 from train.aggregator.data import ClipProbs
 from train.aggregator.metrics import fold_scores, pooled_confusion, summarise
+from train.aggregator.temperature import clip_logits_per_frame, fit_temperature, nll
 from train.aggregator.training import FitConfig, fit_uninorm, mean_sord_loss, predict_uninorm
 
 UNINORMS = {"uninorm": "published", "uninorm_logit": "logit"}
@@ -31,6 +33,7 @@ class CrossValResult:
     metrics: dict[str, Any]
     confusions: dict[str, np.ndarray]
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    held_out_logits: np.ndarray | None = None  # [clips, 4] logit(v)/n of each clip from its test fold
 
 
 def cross_validate(
@@ -39,6 +42,7 @@ def cross_validate(
     cfg = config or FitConfig()
     labels = np.array([c.label for c in clips])
     preds = {m: np.full(len(clips), -1) for m in METHODS}
+    held_out_logits = np.zeros((len(clips), 4))
     per_fold: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
     fold_info: list[dict[str, Any]] = []
     for k in tqdm(sorted(set(folds.tolist())), desc="aggregator folds", disable=not progress):
@@ -50,6 +54,9 @@ def cross_validate(
         for name, objective in UNINORMS.items():
             fit = fit_uninorm(train_clips, dataclasses.replace(cfg, objective=objective))
             preds[name][test] = predict_uninorm(test_clips, fit.neutral_elements)
+            if name == "uninorm":  # held-out order logits / n, for the clip-probability temperature
+                for i, c in zip(test, test_clips, strict=True):
+                    held_out_logits[i] = clip_logits_per_frame(c.probs, fit.neutral_elements)
             info[name] = {
                 "neutral_elements": fit.neutral_elements,
                 "selection": fit.selection,
@@ -74,4 +81,9 @@ def cross_validate(
     confusions = {m: pooled_confusion(labels, preds[m]) for m in METHODS}
     for m in METHODS:
         metrics[m]["confusion_pooled"] = confusions[m].tolist()
-    return CrossValResult(metrics=metrics, confusions=confusions, predictions=preds)
+    tau = fit_temperature(held_out_logits, labels)
+    metrics["uninorm"]["temperature"] = tau
+    metrics["uninorm"]["held_out_nll"] = {"tau_1": nll(1.0, held_out_logits, labels),
+                                          "fitted": nll(tau, held_out_logits, labels)}
+    return CrossValResult(metrics=metrics, confusions=confusions, predictions=preds,
+                          held_out_logits=held_out_logits)

@@ -22,7 +22,10 @@ def aggregator_manifest(
     name: str = "uninorm-aggregator",
     version: str = "1",
     training_extra: dict[str, Any] | None = None,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
+    """An aggregator manifest; ``temperature`` (τ of the calibrated clip probabilities, see
+    ``train.aggregator.temperature``) is written to ``parameters.temperature`` when given."""
     if len(neutral_elements) != 4 or not all(0.0 <= float(e) <= 1.0 for e in neutral_elements):
         raise ValueError(f"neutral_elements {neutral_elements} must be 4 numbers in [0, 1]")
     return build_manifest(
@@ -35,7 +38,9 @@ def aggregator_manifest(
         inputs=[{"name": "frame_probs", "shape": ["batch", 4], "dtype": "float32", "layout": "NC",
                  "meaning": "per-frame score probabilities of one clip, one row per frame (batch = frames)"}],
         outputs=[{"name": "video_probs", "shape": [4], "dtype": "float32",
-                  "meaning": "softmax of the four per-score min-uninorm folds; argmax = clip score"}],
+                  "meaning": "softmax(temperature * logit(v) / n) of the four per-score min-uninorm "
+                             "folds v over n frames (without a temperature: softmax(v), the paper); "
+                             "argmax = clip score"}],
         preprocessing=None,
         class_names=list(CLASS_NAMES),
         training={
@@ -48,7 +53,8 @@ def aggregator_manifest(
             **(training_extra or {}),
         },
         metrics=metrics or {},
-        parameters={"neutral_elements": [float(e) for e in neutral_elements], "sord_gap": float(sord_gap)},
+        parameters={"neutral_elements": [float(e) for e in neutral_elements], "sord_gap": float(sord_gap)}
+        | ({"temperature": float(temperature)} if temperature is not None else {}),
     )  # fmt: skip
 
 

@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sord-gap", type=float, default=0.5, help="SORD zero gap for clip labels (default 0.5)")
     p.add_argument(
+        "--no-temperature", action="store_true",
+        help="leave the clip-probability temperature out of the manifest: the engine then publishes the "
+        "paper's softmax(v), which flattens towards 0.25 on long clips (default: τ fitted on the held-out "
+        "folds, see train/aggregator/temperature.py)",
+    )
+    p.add_argument(
         "--manifest",
         type=Path,
         help="also write the aggregator manifest here (e.g. models/frame/aggregator.json)",
@@ -230,7 +236,14 @@ def main(argv: list[str] | None = None) -> int:
                 "patients_from": patients_from,
             },
             sord_gap=cfg.sord_gap,
+            temperature=None if args.no_temperature else cv.metrics["uninorm"]["temperature"],
             training_extra={
+                "temperature_fit": None if args.no_temperature else (
+                    "τ of softmax(τ·logit(v)/n) minimising the NLL of the held-out clips of the "
+                    f"{len(set(folds.tolist()))} folds (neutral elements of each fold trained on the "
+                    "others): "
+                    f"NLL {cv.metrics['uninorm']['held_out_nll']['tau_1']:.3f} at τ=1 → "
+                    f"{cv.metrics['uninorm']['held_out_nll']['fitted']:.3f}"),
                 "method": _method_text(cfg),
                 "selection": cfg.selection,
                 "epochs": cfg.epochs,
@@ -250,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         cells = " ".join(f"{vals[k][0]:>8.3f} ± {vals[k][1]:.3f}" for k in ("f1", "precision", "recall"))
         print(f"{m:<14} {cells}")
     es = [round(e, 4) for e in final.neutral_elements]
-    print(f"neutral elements (all clips, {cfg.objective} objective): {es}")
+    print(f"neutral elements (all clips, {cfg.objective} objective): {es}; clip-probability temperature "
+          f"{cv.metrics['uninorm']['temperature']:.3f} (held-out NLL "
+          f"{cv.metrics['uninorm']['held_out_nll']['tau_1']:.3f} at τ=1 → "
+          f"{cv.metrics['uninorm']['held_out_nll']['fitted']:.3f})")
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'confusion.png'}, {args.out / 'aggregator.json'}"
           + (f", {args.manifest}" if args.manifest else ""))  # fmt: skip
     return 0
