@@ -44,3 +44,24 @@ def test_clip_logits_are_the_runtime_order_keys_over_n() -> None:
     for row in probs:
         agg.update(row)
     assert np.array_equal(clip_logits_per_frame(probs, es), np.array(agg.order_keys()) / 37)
+
+
+def test_frame_probs_from_a_shipped_program_match_its_onnx_model() -> None:
+    """lus-train frame-probs on models/demo/frame/regstn.torch.pt2 (no training run needed) gives the
+    probabilities the runtime's ONNX model gives on the same frames."""
+    from pathlib import Path
+
+    import torch
+
+    from engines import load_engine
+    from train.commands.frame_probs import exported_frame_model
+
+    frame = Path(__file__).resolve().parents[2] / "models" / "demo" / "frame"
+    model, hw = exported_frame_model(frame / "regstn.torch.pt2")
+    assert hw == (128, 128)
+    x = np.random.default_rng(0).random((3, 1, *hw), dtype=np.float32)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.from_numpy(x))["logits"], 1).numpy()
+    onnx = load_engine(frame / "regstn.json", backend="onnxruntime", threads=1)
+    out = onnx.infer({"frame": x})
+    assert np.allclose(probs, out["probs"], atol=1e-5)

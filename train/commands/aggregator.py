@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--synthetic-only", action="store_true", help="mark the manifest as trained on synthetic data only"
     )
+    p.add_argument("--dataset", help="the manifest's training.dataset: a short name of the data (in status)")
+    p.add_argument("--version", default="1", help="the manifest's version (default 1)")
     p.add_argument(
         "--make-toy",
         type=Path,
@@ -228,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             data=args.data_description or str(args.frame_probs),
             synthetic_only=args.synthetic_only,
             command=command,
+            version=args.version,
             metrics={
                 "cross_validation": summary,
                 "fold_source": fold_note,
@@ -238,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             sord_gap=cfg.sord_gap,
             temperature=None if args.no_temperature else cv.metrics["uninorm"]["temperature"],
             training_extra={
+                **({"domain": "synthetic"} if args.synthetic_only else {}),
+                **({"dataset": args.dataset} if args.dataset else {}),
                 "temperature_fit": None if args.no_temperature else (
                     "τ of softmax(τ·logit(v)/n) minimising the NLL of the held-out clips of the "
                     f"{len(set(folds.tolist()))} folds (neutral elements of each fold trained on the "

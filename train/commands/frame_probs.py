@@ -6,6 +6,10 @@ probabilities in the aggregator's input format (issue 3, ``train.frame.probs``).
 The dataset need not be the one the model was trained on: scoring patients the frame model never
 saw is how the clip aggregator gets honest inputs (paper §IV-B.4). ``--split`` keeps only the run's
 own train or test patients (with the training dataset); ``all`` (default) scores every clip.
+
+``run`` may also be a shipped model's ``torch.export`` program (``models/demo/frame/regstn.torch.pt2``):
+its softmax output is used as is (the training run need not exist any more), its input size comes from
+the ONNX manifest beside it, and ``--split`` must be ``all`` (a program records no patients).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lus-train frame-probs",
         description="Per-frame probabilities of a trained frame model, in the aggregator's JSON format.",
     )
-    ap.add_argument("run", type=Path, help="run folder (or last.pt) of lus-train frame")
+    ap.add_argument("run", type=Path,
+                    help="run folder (or last.pt) of lus-train frame, or a shipped NAME.torch.pt2 program")
     ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
     ap.add_argument(
         "--split",
@@ -36,10 +41,37 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def exported_frame_model(program: Path):  # -> (nn.Module, (H, W))
+    """A shipped frame model's ``torch.export`` program as the module ``predict`` expects: ``{"logits",
+    "theta"}`` with logits = log of the program's softmax output (so softmax gives the probabilities back)."""
+    import torch
+
+    from engines.manifest import load_manifest
+
+    torch.set_num_threads(1)
+    onnx_manifest = load_manifest(program.with_name(program.name.replace(".torch.pt2", ".json")))
+    exported = torch.export.load(str(program)).module()
+
+    class Exported(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            probs, theta = exported(x)
+            return {"logits": probs.clamp_min(1e-30).log(), "theta": theta}
+
+    return Exported(), tuple(onnx_manifest["preprocessing"]["size_hw"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from train.frame.probs import dump_frame_probs
 
+    if args.run.suffix == ".pt2":
+        if args.split != "all":
+            raise SystemExit(f"{args.run}: a torch.export program records no patients; use --split all")
+        model, input_hw = exported_frame_model(args.run)
+        table = load_table(args, input_hw, progress=not args.quiet)
+        path = dump_frame_probs(model, table, args.out, 64, video_label=args.video_label)
+        print(f"{path}: {len(table.videos)} clips, {len(table)} frames ({args.run})")
+        return 0
     model, cfg, ckpt, ckpt_path = load_run(args.run)
     table = load_table(args, tuple(cfg.input_hw), progress=not args.quiet)
     if args.split != "all":
