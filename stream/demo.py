@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         view_cmd = [sys.executable, "-m", "stream.view.cli", "--connect", pub, "--out",
                     str(out_dir / "overlay.mp4"), "--snapshot-every", str(SNAPSHOT_EVERY),
-                    str(out_dir / "snapshots"), "--exit-on-disconnect"]
+                    str(out_dir / "snapshots"), "--exit-on-disconnect", "--window", "no"]
         print("demo: viewer", " ".join(view_cmd[2:]))
         viewer = subprocess.Popen(view_cmd, cwd=REPO, stdout=subprocess.DEVNULL,
                                   stderr=viewer_log.open("w"))

@@ -1,6 +1,6 @@
 """``lus-view``: subscribe to one or more engines and show, record or print the overlay.
 
-    lus-view                                         # window on tcp://127.0.0.1:5555 (if a display exists)
+    lus-view                                         # window on tcp://127.0.0.1:5555 (if a display answers)
     lus-view --out overlay.mp4 --duration 20         # headless: H.264 video of the overlay (PyAV)
     lus-view --snapshot-every 30 snaps/              # one PNG every 30 rendered frames
     lus-view --print                                 # one text line per message
@@ -10,6 +10,11 @@ Pictures come from the engine's ``image`` topic (``lus-stream --publish-frames``
 (a local clip/camera, or ``synthetic[:SEED]``); without either, the overlay is drawn on black at the
 source frame's size. The loop drains every socket each tick and renders only the newest state, so the viewer
 never lags behind the engine: what it cannot draw it drops.
+
+The window (``stream.view.window``) is drawn with the standard library's tkinter by default, or with OpenCV
+highgui where OpenCV has a GUI (``--window-backend``). ``q``, ``Escape`` and the window's close button quit
+with status 0. A missing or dead display never crashes the viewer: ``--window yes`` exits 2 with a one-line
+reason, ``--window auto`` warns and carries on without a window.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import fractions
 import logging
+import math
 import os
 import signal
 import sys
@@ -30,10 +36,12 @@ import zmq
 
 from stream.view.overlay import Style, render
 from stream.view.subscriber import Received, StreamView, describe
+from stream.view.window import BACKENDS, KEYS, Window, WindowError, check_display, choose_backend, open_window
 
 log = logging.getLogger("lus-view")
 DEFAULT_CONNECT = "tcp://127.0.0.1:5555"
 WINDOW_PREFIX = "lus-view "
+WINDOW_EVENTS_MS = 20  # longest wait between two rounds of window events
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -154,29 +162,55 @@ def tile(canvases: list[np.ndarray]) -> np.ndarray:
                       for c in canvases])
 
 
-HEADLESS_OPENCV = (
-    "lus-view: a display exists but this OpenCV build has no GUI (the runtime installs "
-    "opencv-python-headless). For a window: pip uninstall -y opencv-python-headless && "
-    "pip install opencv-python. Meanwhile use --out FILE.mp4, --snapshot-every N DIR or --print."
-)
+def setup_window(mode: str, backend: str, title: str) -> tuple[Window | None, int | None, bool]:
+    """The window for ``--window`` ``mode`` and ``--window-backend`` ``backend``.
 
+    Returns (window or None, exit status or None, whether a warning was printed): (window, None, False);
+    (None, None, warned) to go on without a window; (None, 2, True) when ``--window yes`` cannot be
+    honoured. Nothing here can crash: the display is checked with a plain socket before any toolkit is
+    loaded, and the toolkit's own refusal is caught. Every refusal is one line on stderr."""
+    if mode == "no":
+        return None, None, False
 
-def display_available() -> bool:
-    has_display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    if not (has_display or sys.platform in ("win32", "darwin")):
-        return False
-    try:  # a headless OpenCV build raises here (imshow is the call every build implements or refuses)
-        cv2.imshow(WINDOW_PREFIX + "probe", np.zeros((2, 2, 3), np.uint8))
-        cv2.destroyWindow(WINDOW_PREFIX + "probe")
-        return True
-    except cv2.error:
-        return False
+    def refuse(message: str) -> tuple[None, int | None, bool]:
+        if mode == "yes":
+            print(message, file=sys.stderr)
+            return None, 2, True
+        print(f"{message.rstrip('.')}. Continuing without a window.", file=sys.stderr)
+        return None, None, True
+
+    try:
+        chosen = choose_backend(backend)
+    except WindowError as err:
+        if mode == "auto" and check_display(backend if backend != "auto" else "tk").state == "none":
+            return None, None, False  # a server without any display: headless, as expected
+        return refuse(str(err))
+    display = check_display(chosen)
+    if display.state == "none" and mode == "auto":
+        return None, None, False
+    if not display.ok:
+        return refuse(display.message())
+    try:
+        return open_window(chosen, title), None, False
+    except WindowError as err:
+        return refuse(str(err))
 
 
 # ---------------------------------------------------------------------------- main loop
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the option help; the epilog's lines kept as written."""
+
+
+EPILOG = "window keys:\n" + "".join(f"  {key:14s} {what}\n" for key, what in KEYS) + """\
+  (Ctrl+C in the terminal stops the viewer too)
+
+--window yes exits 2 with a one-line reason when no window can be opened (no DISPLAY, no X server
+answering on it, no window toolkit); --window auto then warns and goes on without a window."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lus-view", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="lus-view", description=__doc__.split("\n\n")[0], epilog=EPILOG,
+                                formatter_class=_HelpFormatter)
     p.add_argument("--connect", action="append", metavar="ENDPOINT",
                    help=f"engine PUB endpoint; repeat for one view per stream (default {DEFAULT_CONNECT})")
     p.add_argument("--client-key", help="CURVE: this viewer's secret key file (client.key_secret)")
@@ -189,7 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write every N-th rendered overlay as a PNG into DIR")
     p.add_argument("--print", action="store_true", help="print one line per received message")
     p.add_argument("--window", choices=("auto", "yes", "no"), default="auto",
-                   help="OpenCV window: auto = when a display exists")
+                   help="on-screen window: auto = when a display answers and a window toolkit exists; yes = "
+                        "exit 2 when it cannot be opened")
+    p.add_argument("--window-backend", choices=BACKENDS, default="auto",
+                   help="window toolkit: tk (standard library tkinter; Debian/Ubuntu: apt install "
+                        "python3-tk), opencv (highgui; needs an OpenCV build with a GUI), auto = tk when "
+                        "tkinter imports, else opencv")
     p.add_argument("--uncertainty", action="store_true", help="draw the MC-dropout uncertainty heat map")
     p.add_argument("--fill", type=float, default=0.0, metavar="ALPHA", help="tint segmentation regions")
     p.add_argument("--no-boxes", action="store_true", help="do not draw the STN crop boxes")
@@ -213,24 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.client_key) != bool(args.server_key):
         print("lus-view: CURVE needs both --client-key and --server-key", file=sys.stderr)
         return 2
-    can_show = args.window != "no" and display_available()
-    window = args.window != "no" and can_show
-    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    if args.window != "no" and not can_show and has_display:
-        print(HEADLESS_OPENCV, file=sys.stderr)
-        if args.window == "yes":
-            return 2
-    elif args.window == "yes" and not can_show:
-        print("lus-view: --window yes but there is no display: use --out FILE.mp4 or --snapshot-every N DIR",
-              file=sys.stderr)
-        return 2
+    window, refused, warned = setup_window(args.window, args.window_backend,
+                                           WINDOW_PREFIX + ", ".join(endpoints))
+    if refused is not None:
+        return refused
     snapshot_n, snapshot_dir = (int(args.snapshot_every[0]), Path(args.snapshot_every[1])) \
         if args.snapshot_every else (0, None)
     if snapshot_dir is not None:
         snapshot_dir.mkdir(parents=True, exist_ok=True)
-    rendering = window or bool(args.out) or snapshot_n > 0
+    rendering = window is not None or bool(args.out) or snapshot_n > 0
     printing = args.print or not rendering
-    if not rendering and not args.print:
+    if not rendering and not args.print and not warned:
         print("lus-view: no display: printing messages (use --out or --snapshot-every for pictures)",
               file=sys.stderr)
 
@@ -241,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         print(f"lus-view: {err}", file=sys.stderr)
         ctx.term()
+        if window is not None:
+            window.close()
         return 2
     local = LocalFrames(args.frames_from) if args.frames_from else None
     style = Style(show_boxes=not args.no_boxes, show_uncertainty=args.uncertainty, fill_alpha=args.fill)
@@ -272,7 +306,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while not stop["flag"]:
             now = time.monotonic()
-            poller.poll(max(0, int((next_render - now) * 1000)) if rendering else 100)
+            if rendering:  # wake for the next render: at once when dirty, else when the banners tick
+                wake = next_render if dirty or local is not None else max(next_render, last_render + 0.25)
+                timeout_ms = max(0, math.ceil((wake - now) * 1000))
+                if window is not None:
+                    timeout_ms = min(timeout_ms, WINDOW_EVENTS_MS)  # keys and the close button stay prompt
+            else:
+                timeout_ms = 100
+            poller.poll(timeout_ms)
+            if window is not None and not window.pump():
+                break  # q, Escape or the close button
             for v in views:
                 if v.poll(on_message if printing else None):
                     dirty = True
@@ -295,10 +338,8 @@ def main(argv: list[str] | None = None) -> int:
                 video.write(canvas, now)
             if snapshot_n and rendered % snapshot_n == 0:
                 cv2.imwrite(str(snapshot_dir / f"overlay_{rendered:06d}.png"), canvas)
-            if window:
-                cv2.imshow(WINDOW_PREFIX + ", ".join(endpoints), canvas)
-                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                    break
+            if window is not None and not window.show(canvas):
+                break
     finally:
         if video is not None:
             video.close()
@@ -307,8 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         for v in views:
             v.close()
         ctx.term()
-        if window:
-            cv2.destroyAllWindows()
+        if window is not None:
+            window.close()
     errors = sum(v.n_errors for v in views)
     counts = {k: sum(v.counts.get(k, 0) for v in views) for k in ("frame", "video", "seg", "status", "exam")}
     log.info("received %s, %d bad message(s) skipped, %d overlays rendered", counts, errors, rendered)

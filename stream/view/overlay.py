@@ -10,8 +10,11 @@ What is drawn (docs/viewer.md shows a still):
 * in a side panel: the frame score and the clip (``video``) score as probability bars, the current zone and
   the running exam table with its (partial) total, the scoring model and what it was trained on
   (``status`` lane ``model``/``domain``), the measured latency, the engine's lane rates;
-* banners across the image: "STALE", "DISCONNECTED", "INSECURE" transport, schema/decode errors, and the
-  ``status`` message's ``domain_warning`` (a synthetic-only model on real video), also spelt out in the panel.
+* banners across the whole canvas (picture and panel): "STALE", "DISCONNECTED", "INSECURE" transport,
+  schema/decode errors, and the ``status`` message's ``domain_warning`` (a synthetic-only model on real
+  video), also spelt out in the panel. A banner's text wraps onto more lines rather than being cut; the panel
+  starts below the banners. While the link is stale or disconnected the panel's engine lines (source state,
+  rates, latency) are the last known ones: drawn dim and marked "last known N s ago".
 
 Coordinates: ``boxes`` are in source-frame pixels; the class map and the uncertainty map cover the ROI
 rectangle ``roi = (x, y, w, h)`` of the source frame (their own ``hw`` may be smaller: they are stretched
@@ -38,11 +41,17 @@ CLASS_COLOURS: dict[int, tuple[int, int, int]] = {
 BOX_COLOURS = ((255, 255, 0), (255, 0, 255))  # θ1 cyan (prediction crop), θ2 magenta (consistency crop)
 BOX_THICKNESS = (2, 1)
 CONTOUR_THICKNESS = 2
-WHITE, GREY, BLACK = (255, 255, 255), (150, 150, 150), (0, 0, 0)
+WHITE, GREY, DIM, BLACK = (255, 255, 255), (150, 150, 150), (95, 95, 95), (0, 0, 0)
 BANNER_COLOURS = {"stale": (0, 200, 255), "disconnected": (0, 0, 200), "error": (0, 0, 200),
                   "insecure": (0, 0, 160), "info": (90, 90, 90), "domain": (147, 20, 255)}
 DOMAIN_BANNER = "SYNTHETIC-ONLY MODEL, REAL VIDEO: scores not meaningful"
 PANEL_W = 300
+BANNER_SCALE, BANNER_MIN_SCALE = 0.5, 0.35
+BANNER_H, BANNER_LINE_H = 26, 20     # a one-line banner's height; each further line adds BANNER_LINE_H
+MAX_BANNERS = 4
+MAX_BANNER_CHARS = 400               # longer texts (a flood of garbage) end in " ..." before wrapping
+BANNER_MAX_FRACTION = 0.45           # banners shrink their text before they cover more of the canvas
+LINK_NOT_LIVE = ("stale", "disconnected")
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -120,6 +129,8 @@ class Scene:
     publish_latency_ms: float | None = None  # capture → publish, from the frame message itself
     render_fps: float | None = None
     title: str = ""
+    link: str | None = None                  # waiting | live | stale | disconnected (None: not known)
+    status_age_s: float | None = None        # seconds since the newest ``status`` message arrived
 
 
 @dataclass
@@ -203,16 +214,18 @@ def draw_segmentation(canvas: np.ndarray, seg: SegLayer, cmap: CanvasMap, style:
 
 
 def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.45,
-          colour: tuple[int, int, int] = WHITE, thick: int = 1, outline: bool = False) -> None:
-    if outline:  # legible over the ultrasound picture
-        cv2.putText(img, text, org, FONT, scale, BLACK, thick + 2, cv2.LINE_AA)
+          colour: tuple[int, int, int] = WHITE, thick: int = 1) -> None:
     cv2.putText(img, text, org, FONT, scale, colour, thick, cv2.LINE_AA)
 
 
 def draw_prob_bars(panel: np.ndarray, y: int, title: str, probs: Sequence[float] | None,
-                   score: int | None, extra: str = "") -> int:
-    """Four horizontal bars (scores 0-3) with their probabilities; returns the next free y."""
-    _text(panel, f"{title}: {score if score is not None else '-'}  {extra}", (8, y + 14), 0.5)
+                   score: int | None, extra: str = "", tie: Sequence[int] = ()) -> int:
+    """Four horizontal bars (scores 0-3) with their probabilities; returns the next free y.
+
+    The chosen score's bar is outlined. On a tie (``video.tie``: several scores share the maximum
+    exactly) no bar is outlined as chosen and the title says ``tie 1/2``: the engine has no order."""
+    shown = "tie " + "/".join(str(c) for c in tie) if tie else (score if score is not None else "-")
+    _text(panel, f"{title}: {shown}  {extra}", (8, y + 14), 0.5)
     y += 22
     bar_w = panel.shape[1] - 70
     for c in range(4):
@@ -220,7 +233,7 @@ def draw_prob_bars(panel: np.ndarray, y: int, title: str, probs: Sequence[float]
         y0 = y + c * 16
         cv2.rectangle(panel, (30, y0), (30 + bar_w, y0 + 12), (60, 60, 60), -1)
         cv2.rectangle(panel, (30, y0), (30 + round(bar_w * p), y0 + 12), CLASS_COLOURS[c], -1)
-        if score == c:
+        if score == c and not tie:
             cv2.rectangle(panel, (28, y0 - 2), (32 + bar_w, y0 + 14), WHITE, 1)
         _text(panel, str(c), (12, y0 + 11), 0.4)
         _text(panel, f"{p:.2f}", (34 + bar_w, y0 + 11), 0.38)
@@ -255,13 +268,8 @@ def draw_exam(panel: np.ndarray, y: int, exam: dict[str, Any]) -> int:
     return y + 24
 
 
-def draw_banners(canvas: np.ndarray, banners: Sequence[Banner]) -> None:
-    y = 0
-    for b in banners[:4]:
-        h = 26
-        cv2.rectangle(canvas, (0, y), (canvas.shape[1], y + h), BANNER_COLOURS.get(b.kind, (90, 90, 90)), -1)
-        _text(canvas, b.text[:110], (8, y + 18), 0.5, WHITE, 1, outline=True)
-        y += h
+def _text_w(text: str, scale: float) -> int:
+    return cv2.getTextSize(text, FONT, scale, 1)[0][0]
 
 
 def _wrap(text: str, width_px: int, scale: float) -> list[str]:
@@ -269,16 +277,141 @@ def _wrap(text: str, width_px: int, scale: float) -> list[str]:
     lines: list[str] = []
     for word in text.split():
         trial = f"{lines[-1]} {word}" if lines else word
-        if lines and cv2.getTextSize(trial, FONT, scale, 1)[0][0] <= width_px:
+        if lines and _text_w(trial, scale) <= width_px:
             lines[-1] = trial
         else:
             lines.append(word)
     return lines
 
 
-def draw_panel(height: int, scene: Scene, width: int = PANEL_W) -> np.ndarray:
+def _wrap_all(text: str, width_px: int, scale: float) -> list[str]:
+    """:func:`_wrap`, then a word wider than ``width_px`` (a long URL) is broken between characters."""
+    out: list[str] = []
+    for line in _wrap(text, width_px, scale):
+        while len(line) > 1 and _text_w(line, scale) > width_px:
+            lo, hi = 1, len(line) - 1  # the longest prefix that fits, by bisection
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if _text_w(line[:mid], scale) <= width_px:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            out.append(line[:lo])
+            line = line[lo:]
+        out.append(line)
+    return out
+
+
+@dataclass
+class BannerLayout:
+    """Where :func:`draw_banners` puts each banner: its text lines at one scale, its rows."""
+
+    rows: list[tuple[Banner, int, int, list[str]]]  # (banner, y0, y1, lines)
+    scale: float
+    height: int   # rows covered from the top of the canvas
+    first_h: int  # a one-line banner's height at this scale
+    line_h: int   # each further line
+
+
+def layout_banners(banners: Sequence[Banner], width: int, height: int) -> BannerLayout:
+    """Wrap each banner's text to ``width`` (minus the margins); shrink the text (down to
+    ``BANNER_MIN_SCALE``) while the banners would cover more than ``BANNER_MAX_FRACTION`` of ``height``."""
+    shown = list(banners[:MAX_BANNERS])
+    texts = [b.text if len(b.text) <= MAX_BANNER_CHARS else b.text[:MAX_BANNER_CHARS] + " ..." for b in shown]
+    scale = BANNER_SCALE
+    while True:
+        wrapped = [_wrap_all(text, width - 16, scale) or [""] for text in texts]
+        line_h = max(12, round(BANNER_LINE_H * scale / BANNER_SCALE))
+        first_h = max(16, round(BANNER_H * scale / BANNER_SCALE))
+        total = sum(first_h + line_h * (len(lines) - 1) for lines in wrapped)
+        if total <= BANNER_MAX_FRACTION * height or scale <= BANNER_MIN_SCALE:
+            break
+        scale = max(BANNER_MIN_SCALE, round(scale - 0.05, 2))
+    rows, y = [], 0
+    budget = max(first_h, int(BANNER_MAX_FRACTION * height))
+    for b, lines in zip(shown, wrapped, strict=True):
+        if rows and y + first_h > budget:
+            break
+        room = 1 + max(0, (budget - y - first_h) // line_h)
+        if room < len(lines):  # only a flood of very long errors gets here: say that text is missing
+            lines = lines[:room]
+            while lines[-1] and _text_w(lines[-1] + " ...", scale) > width - 16:
+                lines[-1] = lines[-1][:-1]
+            lines[-1] += " ..."
+        h = first_h + line_h * (len(lines) - 1)
+        rows.append((b, y, y + h, lines))
+        y += h
+    return BannerLayout(rows, scale, y, first_h, line_h)
+
+
+def banner_text_colour(kind: str) -> tuple[int, int, int]:
+    """Black on light banners (STALE's amber), white on dark ones."""
+    b, g, r = BANNER_COLOURS.get(kind, BANNER_COLOURS["info"])
+    return BLACK if 0.114 * b + 0.587 * g + 0.299 * r > 140 else WHITE
+
+
+def draw_banners(canvas: np.ndarray, banners: Sequence[Banner] | BannerLayout) -> int:
+    """Banners as solid bars across the canvas's full width, text wrapped to fit; returns the rows used."""
+    layout = banners if isinstance(banners, BannerLayout) else \
+        layout_banners(banners, canvas.shape[1], canvas.shape[0])
+    baseline = round(layout.first_h * 18 / BANNER_H)
+    for b, y0, y1, lines in layout.rows:
+        fill = BANNER_COLOURS.get(b.kind, BANNER_COLOURS["info"])
+        canvas[y0:y1] = fill
+        if y1 - y0 > 2:  # a darker last row keeps two banners of the same colour apart
+            canvas[y1 - 1] = tuple(round(c * 0.6) for c in fill)
+        colour = banner_text_colour(b.kind)
+        for i, line in enumerate(lines):
+            _text(canvas, line, (8, y0 + baseline + i * layout.line_h), layout.scale, colour)
+    return layout.height
+
+
+def status_lines(scene: Scene, width: int = PANEL_W) -> list[tuple[str, tuple[int, int, int]]]:
+    """The panel's engine lines (status, latency, render rate) with their colours.
+
+    While the link is stale or disconnected the status is the last one received: its lines are dim and the
+    source state says how old it is, e.g. ``source running (last known 4.2 s ago)``."""
+    lines: list[tuple[str, tuple[int, int, int]]] = []
+    st = scene.status
+    old = scene.link in LINK_NOT_LIVE
+    colour = DIM if old else GREY
+    model = scoring_model_line(st)
+    if model is not None:
+        lines.extend((line, colour) for line in _wrap(model, width - 16, 0.42))
+    warning = domain_warning(st)
+    if warning is not None:  # in full, in the banner's colour, before anything that may be cut
+        lines.extend((line, BANNER_COLOURS["domain"]) for line in _wrap(warning, width - 16, 0.42))
+    if scene.publish_latency_ms is not None:
+        lines.append((f"capture->publish {scene.publish_latency_ms:.1f} ms", colour))
+    if scene.latency_ms is not None:
+        lines.append((f"capture->display {scene.latency_ms:.1f} ms", colour))
+    if st is not None:
+        lat = st.get("latency_ms", {})
+        if lat.get("p50") is not None:
+            lines.append((f"engine p50/p99 {lat['p50']:.1f}/{(lat.get('p99') or 0):.1f} ms", colour))
+        lanes = st.get("lanes", {})
+        sc, sg = lanes.get("scoring", {}), lanes.get("segmentation", {})
+        lines.append((f"in {st.get('input_fps', 0):.1f} fps  score {sc.get('fps', 0):.1f}  "
+                      f"seg {sg.get('fps', 0):.1f}", colour))
+        state = st.get("source", {}).get("state", "?")
+        link = f"link {st.get('security', '?')}"
+        if old:
+            age = f"{scene.status_age_s:.1f} s ago" if scene.status_age_s is not None else "earlier"
+            source = [f"source {state} (last known {age})", link]
+        else:
+            source = [f"source {state}  {link}"]
+        for text in source:
+            fits = _text_w(text, 0.42) <= width - 16
+            lines.extend((line, colour) for line in ([text] if fits else _wrap(text, width - 16, 0.42)))
+    if scene.render_fps is not None:
+        lines.append((f"view {scene.render_fps:.1f} fps", GREY))
+    return lines
+
+
+def draw_panel(height: int, scene: Scene, width: int = PANEL_W, top: int = 0) -> np.ndarray:
+    """The side panel; ``top`` rows are left free for the banners drawn across it."""
     panel = np.full((height, width, 3), 28, np.uint8)
-    y = 4
+    y = top + 4
     if scene.title:
         _text(panel, scene.title[:40], (8, y + 14), 0.45, GREY)
         y += 20
@@ -287,36 +420,12 @@ def draw_panel(height: int, scene: Scene, width: int = PANEL_W) -> np.ndarray:
                        f"seq {f['seq']}" if f else "")
     clip_extra = f"{v['frames']} fr" + (f" win {v['window']}" if v and v.get("window") else "") if v else ""
     y = draw_prob_bars(panel, y, "clip score", v["probs"] if v else None, v["score"] if v else None,
-                       clip_extra)
+                       clip_extra, tie=(v.get("tie") or []) if v else [])
     if scene.exam is not None:
         y = draw_exam(panel, y, scene.exam)
-    lines: list[str | tuple[str, tuple[int, int, int]]] = []
-    st = scene.status
-    model = scoring_model_line(st)
-    if model is not None:
-        lines.extend(_wrap(model, width - 16, 0.42))
-    warning = domain_warning(st)
-    if warning is not None:  # in full, in the banner's colour, before anything that may be cut
-        lines.extend((line, BANNER_COLOURS["domain"]) for line in _wrap(warning, width - 16, 0.42))
-    if scene.publish_latency_ms is not None:
-        lines.append(f"capture->publish {scene.publish_latency_ms:.1f} ms")
-    if scene.latency_ms is not None:
-        lines.append(f"capture->display {scene.latency_ms:.1f} ms")
-    if st is not None:
-        lat = st.get("latency_ms", {})
-        if lat.get("p50") is not None:
-            lines.append(f"engine p50/p99 {lat['p50']:.1f}/{(lat.get('p99') or 0):.1f} ms")
-        lanes = st.get("lanes", {})
-        sc, sg = lanes.get("scoring", {}), lanes.get("segmentation", {})
-        lines.append(f"in {st.get('input_fps', 0):.1f} fps  score {sc.get('fps', 0):.1f}  "
-                     f"seg {sg.get('fps', 0):.1f}")
-        lines.append(f"source {st.get('source', {}).get('state', '?')}  link {st.get('security', '?')}")
-    if scene.render_fps is not None:
-        lines.append(f"view {scene.render_fps:.1f} fps")
-    for line in lines:
-        if y + 18 > height:
+    for text, colour in status_lines(scene, width):
+        if y + 18 > height - 16:  # above the legend
             break
-        text, colour = line if isinstance(line, tuple) else (line, GREY)
         _text(panel, text, (8, y + 14), 0.42, colour)
         y += 18
     legend_y = height - 10
@@ -357,7 +466,10 @@ def render(image: np.ndarray | None, scene: Scene, view_rect: Sequence[int] | No
     banners = list(scene.banners)
     if domain_warning(scene.status) is not None and not any(b.kind == "domain" for b in banners):
         banners.append(Banner("domain", DOMAIN_BANNER))
-    draw_banners(canvas, banners)
     if not style.panel:
+        draw_banners(canvas, banners)
         return canvas
-    return np.hstack([canvas, draw_panel(H, scene)])
+    layout = layout_banners(banners, W + PANEL_W, H)  # across the picture and the panel
+    out = np.hstack([canvas, draw_panel(H, scene, PANEL_W, top=layout.height)])
+    draw_banners(out, layout)
+    return out

@@ -11,6 +11,10 @@ Link state shown to the user:
 * ``stale``: connected but no message for ``stale_s`` (default 1 s);
 * ``disconnected``: the TCP peer went away (ZeroMQ socket monitor), or status messages stopped for
   ``disconnect_s`` after having arrived, or the final status said ``stopped``/``finished``/``failed``.
+
+The :class:`~stream.view.overlay.Scene` carries the link state and the age of the newest status, so that a
+stale or disconnected view shows the engine's last known state as such ("source running (last known
+4.2 s ago)", dim), never as live.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ def describe(topic: str, msg: dict[str, Any]) -> str:
         probs = " ".join(f"{p:.2f}" for p in msg["probs"])
         lat = (msg["t_publish_ns"] - msg["t_capture_ns"]) / 1e6
         extra = f" frames={msg['frames']} clip={msg['clip']}" if topic == "video" else f" lat={lat:.1f}ms"
-        return f"{head} score={msg['score']} probs=[{probs}]{extra}"
+        score = ("tie:" + "/".join(str(c) for c in msg["tie"])) if msg.get("tie") else msg["score"]
+        return f"{head} score={score} probs=[{probs}]{extra}"
     if topic == "seg":
         fr = msg.get("class_fractions")
         fr_s = f" fractions=[{' '.join(f'{x:.2f}' for x in fr)}]" if fr else ""
@@ -270,10 +275,12 @@ class StreamView:
             age = (time.monotonic_ns() - frame["t_capture_ns"]) / 1e6
             latency = age if 0 <= age < 10_000 else None  # same host only (monotonic clocks)
         get = self.latest.get
+        status_age = None if self.last_status_t is None else max(0.0, now - self.last_status_t)
         return Scene(frame=frame, video=get("video").msg if get("video") else None, seg=self.seg_layer(),
                      exam=get("exam").msg if get("exam") else None,
                      status=get("status").msg if get("status") else None,
-                     banners=banners, latency_ms=latency, publish_latency_ms=publish, title=self.endpoint)
+                     banners=banners, latency_ms=latency, publish_latency_ms=publish, title=self.endpoint,
+                     link=state, status_age_s=status_age)
 
     def close(self) -> None:
         if self.sock is not None:

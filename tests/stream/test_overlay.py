@@ -98,7 +98,9 @@ def test_panel_bars_and_banners() -> None:
     assert tuple(out[10, 300]) == overlay.BANNER_COLOURS["stale"]
     panel = out[:, 640:]
     bar_w = overlay.PANEL_W - 70
-    row = 4 + 22 + 2 * 16 + 6  # score-2 bar of the frame-score block
+    top = overlay.layout_banners(scene.banners, out.shape[1], out.shape[0]).height  # banners span the panel
+    assert top == overlay.BANNER_H and tuple(out[10, -5]) == overlay.BANNER_COLOURS["stale"]
+    row = top + 4 + 22 + 2 * 16 + 6  # score-2 bar of the frame-score block, below the banners
     xs = np.nonzero(np.all(panel[row] == CLASS_COLOURS[2], axis=1))[0]
     assert xs.min() == 30 and abs((xs.max() - 30 + 1) - 0.6 * bar_w) <= 1.5
 

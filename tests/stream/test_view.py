@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -203,3 +205,75 @@ def test_cli_local_frames_and_two_streams_without_engines(tmp_path: Path) -> Non
     assert img.shape[0] == 480 and img.shape[1] == 2 * (640 + overlay.PANEL_W)  # two views side by side
     assert tuple(img[5, 5]) == overlay.BANNER_COLOURS["info"]  # "waiting for the engine"
     assert img[200:300, 200:400].std() > 5  # a simulated picture under it, not black
+
+
+def _free_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.timeout(120)
+def test_killed_engine_shows_last_known_source_state(tmp_path: Path) -> None:
+    """A real engine (``python -m stream.cli --synthetic``) is SIGKILLed while a viewer watches: the
+    DISCONNECTED banner comes at once (socket monitor), and the panel no longer says "source running" as
+    if live: it shows the last known state, dim, with its age — in the viewer's scene and in the overlays
+    the ``lus-view`` process rendered."""
+    import cv2
+
+    pub, ctrl = _free_endpoint(), _free_endpoint()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    with open(tmp_path / "engine.log", "w") as log:  # a file: the killed engine's children may outlive it
+        engine = subprocess.Popen([sys.executable, "-m", "stream.cli", "--synthetic", "--pub", pub, "--ctrl",
+                                   ctrl, "--threads", "1", "--seg-every", "8"], cwd=REPO, env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    snaps = tmp_path / "snaps"
+    viewer = subprocess.Popen([sys.executable, "-m", "stream.view.cli", "--connect", pub, "--window", "no",
+                               "--snapshot-every", "2", str(snaps), "--max-fps", "10", "--min-height", "480",
+                               "--duration", "60"], env=env, stderr=subprocess.PIPE, text=True)
+    ctx = zmq.Context()
+    view = StreamView(pub, ctx)
+    try:
+        running = lambda: ("status" in view.latest  # noqa: E731
+                           and view.latest["status"].msg["source"]["state"] == "running")
+        assert _until(view, running, seconds=45), (tmp_path / "engine.log").read_text()[-2000:]
+        live = view.scene()
+        assert live.link == "live"
+        assert any(t.startswith("source running  link") for t, _ in overlay.status_lines(live))
+        time.sleep(0.5)  # the viewer process draws the live state too
+        engine.send_signal(signal.SIGKILL)
+        engine.wait(10)
+        t_kill = time.monotonic()
+        assert _until(view, lambda: view.link_state() == "disconnected", seconds=5)
+        assert time.monotonic() - t_kill < 2.0  # the monitor saw the peer go, no 3 s status timeout
+        time.sleep(1.5)
+        scene = view.scene()
+        lines = overlay.status_lines(scene)
+        text = " ".join(t for t, _ in lines)
+        assert "source running (last known" in text and "s ago)" in text, text
+        assert not any(t.startswith("source running  link") for t, _ in lines)
+        assert all(colour == overlay.DIM for t, colour in lines if not t.startswith("view "))
+        assert scene.status_age_s is not None and scene.status_age_s >= 1.5
+        assert any(b.kind == "disconnected" for b in scene.banners)
+        viewer.send_signal(signal.SIGTERM)
+        _, stderr = viewer.communicate(timeout=20)
+        assert viewer.returncode == 0, stderr[-2000:]
+    finally:
+        view.close()
+        ctx.term()
+        for proc in (engine, viewer):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    # the last overlay the lus-view process wrote: DISCONNECTED across the top, the engine lines dim
+    last = cv2.imread(str(sorted(snaps.glob("overlay_*.png"))[-1]))
+    assert tuple(last[5, 5]) == overlay.BANNER_COLOURS["disconnected"]
+    assert tuple(last[5, -3]) == overlay.BANNER_COLOURS["disconnected"]  # across the panel too
+    panel = last[:, -overlay.PANEL_W:]
+    top = int(np.argmax(np.all(panel[:, -3] == 28, axis=1)))  # first row below the banners
+    first = 4 + 20 + 2 * (22 + 4 * 16 + 6)  # below the title and the two bar blocks
+    region = panel[top + first: last.shape[0] - 24]
+    assert (region > 28 + 20).any()  # the engine lines are there ...
+    bright_rows = np.nonzero((region >= overlay.GREY[0] - 5).any(axis=(1, 2)))[0]
+    # ... dim; only the viewer's own "view N fps" line (the last one) is drawn in the live grey
+    assert bright_rows.size == 0 or bright_rows.max() - bright_rows.min() < 18, bright_rows
