@@ -25,11 +25,16 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m stream.demo
 
-test: setup lint check-install
+test: setup lint typecheck check-install
 	$(PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# mypy over the runtime packages (configuration: [tool.mypy] in pyproject.toml).
+.PHONY: typecheck
+typecheck: setup
+	$(VENV)/bin/mypy stream engines synth
 
 # lus-stream as a user installs it: a wheel into a clean venv without extras; torch-free imports, `pip check`
 # clean, and `lus-stream --clip` on a real clip from another folder scores every frame with the models

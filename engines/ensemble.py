@@ -3,9 +3,9 @@
 * :class:`Ensemble` — runs every member on the same input and returns the unweighted mean of their
   softmax outputs (the paper's ensemble).
 * :func:`mc_dropout` — per-pixel uncertainty from K Monte-Carlo dropout samples per member (40 in
-  the paper). Convention (COMMON.md): each segmentation ONNX takes, besides ``image``, a
-  ``dropout_mask`` input [batch, C, h, w] multiplied into the latent layer, already scaled (0 or
-  1/(1-p)); the member's manifest names it in ``parameters.mc_dropout`` with ``p`` and the
+  the paper). Convention (docs/engines.md "Ensembles and MC dropout"): each segmentation ONNX takes,
+  besides ``image``, a ``dropout_mask`` input [batch, C, h, w] multiplied into the latent layer, already
+  scaled (0 or 1/(1-p)); the member's manifest names it in ``parameters.mc_dropout`` with ``p`` and the
   per-sample shape. K samples of one frame are ONE call per member: the image repeated K times
   along the batch, with K Bernoulli masks drawn here by numpy (seedable). The deterministic
   ensemble feeds masks of ones.
@@ -100,7 +100,7 @@ class Ensemble:
     def infer(self, image: np.ndarray) -> np.ndarray:
         """Mean softmax over members, same shape as one member's output."""
         outs = self.member_outputs(image)
-        return np.mean(np.stack(outs, axis=0), axis=0, dtype=np.float64).astype(np.float32)
+        return np.stack(outs, axis=0).mean(axis=0, dtype=np.float64).astype(np.float32)
 
     def close(self) -> None:
         for eng in self.engines:
@@ -172,14 +172,14 @@ def mc_dropout(
         if mc is None:
             raise EngineError(
                 f"{eng.manifest_path}: no parameters.mc_dropout in the manifest, so it cannot be sampled; "
-                "re-export the member with a dropout_mask input (see COMMON.md / docs/engines.md)"
+                "re-export the member with a dropout_mask input (docs/engines.md, 'Ensembles and MC dropout')"
             )
         p = float(mc["p"])
         keep = rng.random((k, *mc["shape"])) >= p
         mask = keep.astype(np.float32) * np.float32(1.0 / (1.0 - p))
         samples.append(_infer_chunked(eng, {_image_input(eng): batch, mc["input"]: mask}, output))
     if mode == "ensemble":
-        stack = np.mean(np.stack(samples, axis=0), axis=0, dtype=np.float64)  # [K, C, H, W]
+        stack = np.stack(samples, axis=0).mean(axis=0, dtype=np.float64)  # [K, C, H, W]
     else:
         stack = np.concatenate(samples, axis=0)  # [M*K, C, H, W]
     mean = stack.mean(axis=0, dtype=np.float64)

@@ -2,8 +2,8 @@
 it, what it returns, what it was trained on, and (for TensorRT plans) which GPU and TensorRT
 version it was built for.
 
-The format is the team contract in ``COMMON.md``; ``engines/manifest.schema.json`` is the same
-schema written as JSON Schema (documentation and a test cross-check). The runtime validates by
+The format is ``engines/manifest.schema.json`` (JSON Schema: every field and its meaning; docs/engines.md
+"Manifests" explains them); the tests cross-check it against the validation here. The runtime validates by
 hand, here, because ``jsonschema`` is not a runtime dependency.
 
 Every error is a :class:`ManifestError` whose message names the file and says how to fix it.
@@ -84,6 +84,17 @@ def model_file_path(manifest: Mapping[str, Any], manifest_path: str | Path) -> P
     if manifest.get("file") is None:
         return None
     return (Path(manifest_path).parent / manifest["file"]).resolve()
+
+
+def require_model_file(manifest: Mapping[str, Any], manifest_path: str | Path) -> Path:
+    """Like :func:`model_file_path`, for callers that load the file: a manifest without one is refused."""
+    path = model_file_path(manifest, manifest_path)
+    if path is None:
+        raise ManifestError(
+            f"{manifest_path}: names no model file ('file' is null), so there is nothing to load; "
+            "re-export the model with its manifest"
+        )
+    return path
 
 
 # --------------------------------------------------------------------------------------------- build

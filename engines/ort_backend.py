@@ -130,4 +130,4 @@ class OrtEngine(Engine):
         return dict(zip(names, binding.copy_outputs_to_cpu(), strict=True))
 
     def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        self.session = None

@@ -3,7 +3,7 @@
 :func:`make_tiny_onnx` builds a small conv net with the team's I/O contract, exports it to ONNX
 (opset 17, dynamic batch, weights inside the file) and writes its manifest; with
 ``torch_export=True`` it also writes the ``torch.export`` program the torch backend loads. Both kinds
-follow COMMON.md:
+follow the I/O contract of docs/engines.md (manifest fields: engines/manifest.schema.json):
 
 * ``"frame"``: input ``frame`` [batch,1,H,W] → ``probs`` [batch,4] (softmax), ``theta`` [batch,2,2,3];
 * ``"seg"``: inputs ``image`` [batch,1,H,W] and ``dropout_mask`` [batch,C,H/2,W/2] (0 or 1/(1-p),

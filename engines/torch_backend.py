@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import BackendUnavailableError, Engine, EngineError
-from engines.manifest import build_manifest, load_manifest, model_file_path, write_manifest
+from engines.manifest import build_manifest, load_manifest, require_model_file, write_manifest
 
 TORCH_SUFFIX = ".torch"  # NAME.onnx → NAME.torch.pt2 + NAME.torch.json
 
@@ -110,7 +110,7 @@ class TorchEngine(Engine):
         self.precision = precision
         self.cuda_graph = cuda_graph
         self._dtype = torch.float16 if precision == "fp16" else torch.float32
-        path = model_file_path(manifest, manifest_path)
+        path = require_model_file(manifest, manifest_path)
         try:
             if path.suffix == ".pt2":
                 program = torch.export.load(str(path))

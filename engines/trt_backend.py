@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import BackendUnavailableError, Engine, EngineError, PlanMismatchError
-from engines.manifest import model_file_path
+from engines.manifest import require_model_file
 
 
 def import_tensorrt() -> Any:
@@ -170,7 +170,7 @@ class TrtEngine(Engine):
         """Deserialize the plan and allocate host/device buffers for the profile's max batch."""
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        plan = model_file_path(manifest, manifest_path).read_bytes()
+        plan = require_model_file(manifest, manifest_path).read_bytes()
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
             raise PlanMismatchError(
@@ -203,8 +203,9 @@ class TrtEngine(Engine):
         self._batch: int | None = None
         self._graphs: dict[int, Any] = {}
 
-    def _set_batch(self, inputs: dict[str, np.ndarray]) -> None:
-        batch = next(iter(inputs.values())).shape[0]
+    def _set_batch(self, inputs: dict[str, np.ndarray]) -> int:
+        """Set the context's input shapes for this batch (only when it changed); returns the batch size."""
+        batch = int(next(iter(inputs.values())).shape[0])
         if batch != self._batch:
             for name, arr in inputs.items():
                 if not self._context.set_input_shape(name, tuple(arr.shape)):
@@ -213,6 +214,7 @@ class TrtEngine(Engine):
                         "rebuild the plan with a --batch profile that covers it"
                     )
             self._batch = batch
+        return batch
 
     def _enqueue(self, inputs: dict[str, np.ndarray]) -> None:
         cuda = self._cuda
@@ -229,10 +231,9 @@ class TrtEngine(Engine):
             return self._run_current(inputs)
 
     def _run_current(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self._set_batch(inputs)
+        batch = self._set_batch(inputs)
         for name, arr in inputs.items():
             self._host[name][: arr.size] = arr.ravel()
-        batch = self._batch
         if not self.cuda_graph:
             self._enqueue(inputs)
         else:

@@ -143,14 +143,23 @@ class _UninormMath:
         self.log_e = [_log(e) for e in es]
         self.log_1me = [_log(1.0 - e) for e in es]
 
-    def contribution(self, c: int, p: float) -> tuple[int, float, float]:
-        """(is_low, log(p/e) if low, log((1−p)/(1−e)) if high) for one frame probability."""
+    def contribution(self, c: int, p: float) -> tuple[int, float]:
+        """Where one frame probability goes: ``(+1, log(p/e))`` below ``e`` (the conjunctive product),
+        ``(−1, log((1−p)/(1−e)))`` above it (the disjunctive one), ``(0, 0.0)`` at ``e`` (neutral).
+        The log term is ``−inf`` for an exact 0 below ``e`` or an exact 1 above it."""
         e = self.e[c]
         if p < e:
-            return 1, _log(p) - self.log_e[c], 0.0
+            return 1, _log(p) - self.log_e[c]
         if p > e:
-            return 0, 0.0, _log(1.0 - p) - self.log_1me[c]
-        return 0, 0.0, 0.0
+            return -1, _log(1.0 - p) - self.log_1me[c]
+        return 0, 0.0
+
+    def probabilities(self, state: Sequence[tuple[int, float, float]], n: int) -> np.ndarray:
+        """The published clip probabilities for the per-score states ``(n_low, λ_low, λ_high)`` over
+        ``n`` frames: calibrated with a temperature, else the paper's softmax of the four folds."""
+        if self.temperature is not None and n:
+            return self.calibrated([self.logit(c, *state[c]) for c in range(N_SCORES)], n)
+        return _softmax([self.value(c, *state[c]) for c in range(N_SCORES)])
 
     def value(self, c: int, n_low: float, lam_low: float, lam_high: float) -> float:
         if n_low > 0:
@@ -181,6 +190,32 @@ class _UninormMath:
             return math.inf
         ec = math.exp(lc)
         return -math.inf if ec >= 1.0 else math.log1p(-ec) - lc
+
+
+class CompensatedSums:
+    """``n`` running sums, Neumaier-compensated (the error does not grow with the number of terms), that
+    accept ``−inf`` terms (an exact zero factor in the log domain) by counting them apart."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.reset()
+
+    def reset(self) -> None:
+        self._sum = [0.0] * self.n
+        self._comp = [0.0] * self.n
+        self._neg_inf = [0] * self.n
+
+    def add(self, i: int, x: float) -> None:
+        if x == -math.inf:
+            self._neg_inf[i] += 1
+            return
+        s = self._sum[i]
+        t = s + x
+        self._comp[i] += (s - t) + x if abs(s) >= abs(x) else (x - t) + s
+        self._sum[i] = t
+
+    def total(self, i: int) -> float:
+        return -math.inf if self._neg_inf[i] else self._sum[i] + self._comp[i]
 
 
 class StreamingAggregator:
@@ -257,90 +292,48 @@ class UninormClipAggregator(StreamingAggregator):
 
     def reset(self) -> None:
         self.count = 0
-        self._n_low = [0, 0, 0, 0]
-        self._n_high = [0, 0, 0, 0]
-        self._zero_low = [0, 0, 0, 0]  # frames with p = 0 < e: the conjunctive product is exactly 0
-        self._one_high = [0, 0, 0, 0]  # frames with p = 1 > e: the disjunctive value is exactly 1
-        self._low = [0.0, 0.0, 0.0, 0.0]  # Neumaier sums and their compensations
-        self._low_c = [0.0, 0.0, 0.0, 0.0]
-        self._high = [0.0, 0.0, 0.0, 0.0]
-        self._high_c = [0.0, 0.0, 0.0, 0.0]
-        self._z = [0.0, 0.0, 0.0, 0.0]  # scratch: exp of the four aggregates
+        self._n_low = [0] * N_SCORES
+        self._n_high = [0] * N_SCORES
+        self._low = CompensatedSums(N_SCORES)  # λ_low = Σ_L log(p/e)
+        self._high = CompensatedSums(N_SCORES)  # λ_high = Σ_H log((1−p)/(1−e))
 
     def update(self, probs: Any, t_ns: int | None = None) -> np.ndarray:
         vals = _as_probs(probs)
-        m = self._m
-        es, log_e, log_1me = m.e, m.log_e, m.log_1me
-        n_low, low, low_c, high, high_c = self._n_low, self._low, self._low_c, self._high, self._high_c
-        exp, log = math.exp, math.log
-        z = self._z
         for c in range(N_SCORES):
-            p = vals[c]
-            e = es[c]
-            if p < e:
-                n_low[c] += 1
-                if p == 0.0:
-                    self._zero_low[c] += 1
-                else:  # Neumaier-compensated λ_low += log(p/e)
-                    x = log(p) - log_e[c]
-                    s = low[c]
-                    t = s + x
-                    low_c[c] += (s - t) + x if abs(s) >= abs(x) else (x - t) + s
-                    low[c] = t
-            elif p > e:
+            side, term = self._m.contribution(c, vals[c])
+            if side > 0:
+                self._n_low[c] += 1
+                self._low.add(c, term)
+            elif side < 0:
                 self._n_high[c] += 1
-                if p == 1.0:
-                    self._one_high[c] += 1
-                else:  # λ_high += log((1−p)/(1−e))
-                    x = log(1.0 - p) - log_1me[c]
-                    s = high[c]
-                    t = s + x
-                    high_c[c] += (s - t) + x if abs(s) >= abs(x) else (x - t) + s
-                    high[c] = t
-            # v ∈ [0, 1], so exp(v) needs no max-shift in the softmax
-            if n_low[c]:
-                v = 0.0 if self._zero_low[c] else exp(log_e[c] + low[c] + low_c[c])
-            else:
-                v = 1.0 if self._one_high[c] else 1.0 - exp(log_1me[c] + high[c] + high_c[c])
-            z[c] = exp(v)
+                self._high.add(c, term)
         self.count += 1
-        if m.temperature is not None:
-            return self.value()
-        total = z[0] + z[1] + z[2] + z[3]
-        return np.array((z[0] / total, z[1] / total, z[2] / total, z[3] / total))
+        return self.value()
 
     def log_state(self) -> list[tuple[str, float]]:
         """Exact state per score: ``("low", log v)``, ``("high", log(1 − v))`` or ``("neutral", log e)``."""
         out = []
         for c in range(N_SCORES):
             if self._n_low[c]:
-                lam = -math.inf if self._zero_low[c] else self._low[c] + self._low_c[c]
-                out.append(("low", self._m.log_e[c] + lam))
+                out.append(("low", self._m.log_e[c] + self._low.total(c)))
             elif self._n_high[c]:
-                lam = -math.inf if self._one_high[c] else self._high[c] + self._high_c[c]
-                out.append(("high", self._m.log_1me[c] + lam))
+                out.append(("high", self._m.log_1me[c] + self._high.total(c)))
             else:
                 out.append(("neutral", self._m.log_e[c]))
         return out
 
-    def _lams(self, c: int) -> tuple[int, float, float]:
-        low = -math.inf if self._zero_low[c] else self._low[c] + self._low_c[c]
-        high = -math.inf if self._one_high[c] else self._high[c] + self._high_c[c]
-        return self._n_low[c], low, high
+    def _state(self) -> list[tuple[int, float, float]]:
+        return [(self._n_low[c], self._low.total(c), self._high.total(c)) for c in range(N_SCORES)]
 
     def aggregates(self) -> np.ndarray:
         """The four uninorm folds ``v`` (the softmax's inputs)."""
-        return np.array([self._m.value(c, *self._lams(c)) for c in range(N_SCORES)])
+        return np.array([self._m.value(c, *st) for c, st in enumerate(self._state())])
 
     def value(self) -> np.ndarray:
-        m = self._m
-        if m.temperature is not None and self.count:
-            return m.calibrated([m.logit(c, *self._lams(c)) for c in range(N_SCORES)], self.count)
-        return _softmax([m.value(c, *self._lams(c)) for c in range(N_SCORES)])
+        return self._m.probabilities(self._state(), self.count)
 
     def order_keys(self) -> list[float]:
-        m = self._m
-        return [m.logit(c, *self._lams(c)) for c in range(N_SCORES)]
+        return [self._m.logit(c, *st) for c, st in enumerate(self._state())]
 
 
 class MaxArgmaxClipAggregator(StreamingAggregator):
@@ -388,26 +381,19 @@ class ArgmaxMeanClipAggregator(StreamingAggregator):
 
     def reset(self) -> None:
         self.count = 0
-        self._sum = [0.0, 0.0, 0.0, 0.0]
-        self._comp = [0.0, 0.0, 0.0, 0.0]
+        self._sums = CompensatedSums(N_SCORES)
 
     def update(self, probs: Any, t_ns: int | None = None) -> np.ndarray:
         vals = _as_probs(probs)
         for c in range(N_SCORES):
-            x = vals[c]
-            s = self._sum[c]
-            t = s + x
-            self._comp[c] += (s - t) + x if abs(s) >= abs(x) else (x - t) + s
-            self._sum[c] = t
+            self._sums.add(c, vals[c])
         self.count += 1
         return self.value()
 
     def value(self) -> np.ndarray:
         if not self.count:
             return np.array(_UNIFORM)
-        n = self.count
-        return np.array([(self._sum[c] + self._comp[c]) / n for c in range(N_SCORES)])
-
+        return np.array([self._sums.total(c) / self.count for c in range(N_SCORES)])
 
 
 # ------------------------------------------------------------------------------------ sliding window
@@ -545,24 +531,11 @@ class WindowedAggregator(StreamingAggregator):
     def update(self, probs: Any, t_ns: int | None = None) -> np.ndarray:
         vals = _as_probs(probs)
         el = self._elem
-        if self.kind == "uninorm":
-            m = self._m
-            for c in range(N_SCORES):  # inlined _UninormMath.contribution
-                p, e = vals[c], m.e[c]
-                if p < e:
-                    el[c], el[4 + c], el[8 + c] = (
-                        1.0,
-                        (math.log(p) if p > 0.0 else -math.inf) - m.log_e[c],
-                        0.0,
-                    )
-                elif p > e:
-                    el[c], el[4 + c], el[8 + c] = (
-                        0.0,
-                        0.0,
-                        (math.log(1.0 - p) if p < 1.0 else -math.inf) - m.log_1me[c],
-                    )
-                else:
-                    el[c] = el[4 + c] = el[8 + c] = 0.0
+        if self.kind == "uninorm":  # element: n_low[4], λ_low[4], λ_high[4] of this one frame
+            for c in range(N_SCORES):
+                side, term = self._m.contribution(c, vals[c])
+                el[c] = float(side > 0)
+                el[4 + c], el[8 + c] = (term, 0.0) if side > 0 else (0.0, term if side < 0 else 0.0)
         elif self.kind == "max_argmax":
             el[0] = float(_argmax(vals))
         else:
@@ -577,18 +550,8 @@ class WindowedAggregator(StreamingAggregator):
                 return _softmax(self._m.e)
             return np.array(_UNIFORM)
         agg = self._win.aggregate().tolist()
-        if self.kind == "uninorm" and self._m.temperature is not None:
-            m = self._m
-            logits = [m.logit(c, agg[c], agg[4 + c], agg[8 + c]) for c in range(N_SCORES)]
-            return m.calibrated(logits, self.count)
         if self.kind == "uninorm":
-            m, exp = self._m, math.exp
-            z = [
-                exp(exp(m.log_e[c] + agg[4 + c]) if agg[c] > 0 else 1.0 - exp(m.log_1me[c] + agg[8 + c]))
-                for c in range(N_SCORES)
-            ]  # softmax of v ∈ [0, 1]: no max-shift needed
-            total = z[0] + z[1] + z[2] + z[3]
-            return np.array((z[0] / total, z[1] / total, z[2] / total, z[3] / total))
+            return self._m.probabilities(self._state(agg), self.count)
         if self.kind == "max_argmax":
             out = np.zeros(N_SCORES)
             out[int(agg[0])] = 1.0
@@ -596,18 +559,21 @@ class WindowedAggregator(StreamingAggregator):
         n = self.count
         return np.array([a / n for a in agg])
 
+    @staticmethod
+    def _state(agg: Sequence[float]) -> list[tuple[int, float, float]]:
+        """The window's uninorm element ``n_low[4], λ_low[4], λ_high[4]`` as per-score states."""
+        return [(int(agg[c]), agg[4 + c], agg[8 + c]) for c in range(N_SCORES)]
+
     def aggregates(self) -> np.ndarray:
         """Uninorm only: the four folds ``v`` over the window."""
         if self.kind != "uninorm":
             raise ValueError(f"aggregator: aggregates() is for the uninorm, this is {self.kind!r}")
         agg = self._win.aggregate().tolist() if self.count else [0.0] * 12
-        return np.array([self._m.value(c, agg[c], agg[4 + c], agg[8 + c]) for c in range(N_SCORES)])
+        return np.array([self._m.value(c, *st) for c, st in enumerate(self._state(agg))])
 
     def order_keys(self) -> list[float]:
         if self.kind == "uninorm" and self.count:
-            agg = self._win.aggregate().tolist()
-            m = self._m
-            return [m.logit(c, agg[c], agg[4 + c], agg[8 + c]) for c in range(N_SCORES)]
+            return [self._m.logit(c, *st) for c, st in enumerate(self._state(self._win.aggregate().tolist()))]
         return [float(v) for v in self.value()]
 
 
@@ -674,44 +640,3 @@ def load_temperature(manifest_path: str | Path) -> float | None:
     if not (isinstance(tau, int | float) and not isinstance(tau, bool) and math.isfinite(tau) and tau > 0):
         raise ManifestError(f"{path}: parameters.temperature {tau!r} must be a positive number")
     return float(tau)
-
-
-def _benchmark(sizes: Sequence[int] = (100, 100_000), k: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
-    """Per-``update`` time after 10² and 10⁵ frames: each kind, whole-clip and a 300-frame window.
-
-    The stream is brought to ``n`` frames, then the next ``k`` updates are timed one by one; reports
-    mean, median, p99 and max in µs. The max is mostly the OS scheduler on a loaded machine; a window's
-    flip (one vectorised pass over the window every ``window`` frames) shows in the p99.
-    """
-    rng = np.random.default_rng(seed)
-    probs = rng.dirichlet(np.ones(N_SCORES), size=max(sizes) + k).astype(np.float32)
-    rows = []
-    clock = time.perf_counter_ns
-    for kind in KINDS:
-        for window in (None, 300):
-            for n in sizes:
-                agg = make_aggregator(kind, [0.05, 0.1, 0.2, 0.3], window_frames=window)
-                for i in range(n):
-                    agg.update(probs[i], t_ns=i)
-                times = np.empty(k)
-                for j in range(k):
-                    row = probs[n + j]
-                    t0 = clock()
-                    agg.update(row, t_ns=n + j)
-                    times[j] = clock() - t0
-                us = times / 1000
-                rows.append({
-                    "kind": kind, "window": window, "frames_seen": n,
-                    "mean_us": round(float(us.mean()), 2), "median_us": round(float(np.median(us)), 2),
-                    "p99_us": round(float(np.percentile(us, 99)), 2), "max_us": round(float(us.max()), 1),
-                })  # fmt: skip
-    return rows
-
-
-if __name__ == "__main__":  # python -m stream.aggregate: per-update cost vs frames seen
-    for r in _benchmark():
-        print(
-            f"{r['kind']:<12} window={r['window']!s:<5} after {r['frames_seen']:>6} frames: "
-            f"mean {r['mean_us']:6.2f} µs  median {r['median_us']:6.2f} µs  "
-            f"p99 {r['p99_us']:6.2f} µs  max {r['max_us']:7.1f} µs"
-        )

@@ -2,7 +2,7 @@
 ``t_capture_ns``) the moment it is read, crops it to the ultrasound region and puts it in the
 bounded shared-memory ring (:mod:`stream.framebuffer`) that the inference lanes read.
 
-Policies (DESIGN.md "Dataflow"):
+Policies (the source → prepare connection of ``stream.pipeline.compose``; docs/capture.md):
 - capture never waits for inference: live sources (device, rtsp, synthetic) and paced playback
   of files drop the OLDEST buffered frame when the ring is full, and count it;
 - ``as_fast_as_possible`` on a source that is not real-time by itself (clip, folder, DICOM,
@@ -30,6 +30,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,7 +44,6 @@ from stream.sources import (
     DeviceSource,
     DicomSource,
     FolderSource,
-    OutageSource,
     Source,
     SourceDecodeError,
     SourceOpenError,
@@ -121,7 +121,7 @@ def make_source(spec: SourceSpec) -> Source:
     """The :class:`~stream.sources.Source` for a spec (not opened)."""
     source: Source
     if spec.kind == "device":
-        dev: str | int = int(spec.path) if str(spec.path).isdigit() else str(spec.path)
+        dev: str | int = int(str(spec.path)) if str(spec.path).isdigit() else str(spec.path)
         source = DeviceSource(dev, width=spec.width, height=spec.height, fps=spec.fps, fourcc=spec.fourcc)
     elif spec.kind in ("clip", "url"):
         source = ClipSource(str(spec.path), fps=spec.fps)
@@ -139,6 +139,8 @@ def make_source(spec: SourceSpec) -> Source:
             width=spec.width or 640,
         )
     if spec.outage is not None:
+        from stream.faults import OutageSource
+
         after, seconds, *mode = spec.outage
         source = OutageSource(source, int(after), float(seconds), mode[0] if mode else "error")
     return source
@@ -147,6 +149,50 @@ def make_source(spec: SourceSpec) -> Source:
 # ---------------------------------------------------------------------------------------------
 # The loop that runs inside the capture process
 # ---------------------------------------------------------------------------------------------
+RETRY = object()  # read_next: a live source was re-opened, read again
+END = object()  # read_next: stop reading (an error in exit_error, or a stop request)
+
+
+class Pacer:
+    """Plays a source that is not real-time by itself (clip, folder, DICOM, simulator) at its media
+    clock: each frame is due at ``anchor_wall + (t_media − anchor_media)``.
+
+    Re-anchors at the first frame, when the media time goes back (a loop restart) or jumps by more than
+    5 s, after a reconnect (:meth:`reset`), and when it has fallen behind by more than
+    ``max(0.25 s, 3 periods)`` (slow decode, an outage): it then plays on from now instead of racing
+    to catch up. Frames without a media time are spaced one period apart (30 fps if unknown).
+    """
+
+    JUMP_S = 5.0
+
+    def __init__(self, period: float | None, sleep: Callable[[float], bool]) -> None:
+        self.period = period
+        self._sleep = sleep
+        self.reset()
+
+    def reset(self) -> None:
+        self.anchor: tuple[float, float] | None = None  # (monotonic s, media s)
+        self.last_media = -1.0
+        self.n_since_anchor = 0
+
+    def wait(self, t_media: float | None) -> bool:
+        """Sleep until the frame is due; False if a stop was requested meanwhile."""
+        if t_media is None:
+            t_media = self.n_since_anchor * (self.period or 1 / 30)
+        now = time.monotonic()
+        if self.anchor is None or t_media <= self.last_media or t_media - self.last_media > self.JUMP_S:
+            self.anchor = (now, t_media)
+            self.n_since_anchor = 0
+        due = self.anchor[0] + (t_media - self.anchor[1])
+        if due > now and not self._sleep(due - now):
+            return False
+        if now - due > max(0.25, 3 * (self.period or 0.0)):
+            self.anchor = (now, t_media)
+        self.last_media = t_media
+        self.n_since_anchor += 1
+        return True
+
+
 class _Capture:
     def __init__(self, spec: SourceSpec, ring: FrameRing) -> None:
         self.spec = spec
@@ -207,6 +253,7 @@ class _Capture:
         return False
 
     def run(self) -> None:
+        """Open, then read → (pace) → crop → ring until the source ends, fails or a stop is asked."""
         ring, spec = self.ring, self.spec
         ring.set_state("starting")
         try:
@@ -214,7 +261,6 @@ class _Capture:
         except SourceOpenError as exc:
             self.publish_status(error=str(exc), exit_error=str(exc))  # the reason first: whoever sees
             ring.set_state("failed")  # "failed" can read why
-
             ring.close()
             return
         fps = self.source.nominal_fps
@@ -225,86 +271,85 @@ class _Capture:
         paced = not spec.as_fast_as_possible and not self.source.self_paced
         if live and not lossless:  # a lossless reader waits for the lanes: that is not a lost source
             threading.Thread(target=self.watchdog, name="capture-watchdog", daemon=True).start()
+        pacer = Pacer(self.period, self.sleep) if paced else None
         seq = 0
-        anchor: tuple[float, float] | None = None  # (monotonic s, media s) of the pacing reference
-        last_media = -1.0
-        n_since_anchor = 0
-        exit_error: str | None = None
+        self.exit_error: str | None = None
         try:
             while not ring.stop_requested:
-                try:
-                    item = self.source.read()
-                except SourceReadError as exc:
-                    if not live:
-                        exit_error = str(exc)
-                        break
-                    if not self.reconnect(str(exc)):
-                        break
-                    anchor = None
+                item = self.read_next(live)
+                if item is RETRY:
+                    if pacer is not None:
+                        pacer.reset()
                     continue
-                except SourceDecodeError as exc:
-                    exit_error = str(exc)
+                if item is END:
                     break
-                except Exception as exc:  # a driver/library error: a live source retries, a file ends
-                    why = f"read failed: {type(exc).__name__}: {exc}"
-                    if not live:
-                        exit_error = why
-                        break
-                    if not self.reconnect(why):
-                        break
-                    anchor = None
-                    continue
-                if item is None:
+                if item is None:  # end of the source
                     if spec.loop and self.source.finite:
                         self.source.rewind()
                         continue
                     break
                 image, t_media = item
-                if paced:
-                    if t_media is None:
-                        t_media = n_since_anchor * (self.period or 1 / 30)
-                    now = time.monotonic()
-                    if anchor is None or t_media <= last_media or t_media - last_media > 5.0:
-                        anchor = (now, t_media)  # start, loop restart, or a jump: re-anchor
-                        n_since_anchor = 0
-                    due = anchor[0] + (t_media - anchor[1])
-                    if due > now and not self.sleep(due - now):
-                        break
-                    if now - due > max(0.25, 3 * (self.period or 0.0)):  # fell behind (slow decode,
-                        anchor = (now, t_media)  # an outage): re-anchor rather than race to catch up
-                    last_media = t_media
-                    n_since_anchor += 1
-                t_ns = time.monotonic_ns()
-                self.last_frame = time.monotonic()
-                if ring.state != "running":
-                    ring.set_state("running")
-                    if self.status["error"] and live:
-                        self.publish_status(error=None)
-                gray = _to_gray(image)
-                roi, changed = self.tracker.update(gray)
-                self.times.append(t_ns)
-                ring.note_read(t_ns, self._fps())
-                if self.hold_back(self.tracker.located):
-                    seq += 1  # a gap in seq = frames not scored, as on the wire
-                    continue
-                if changed or self.status["roi"] is None:  # (a held-back start may hide the change)
-                    self.publish_status(roi=list(roi))
-                x, y, w, h = roi
-                if not ring.put(gray[y : y + h, x : x + w], seq, t_ns, roi, gray.shape, lossless=lossless):
+                if pacer is not None and not pacer.wait(t_media):
                     break
-                seq += 1
+                delivered = self.deliver(image, seq, lossless)
+                if delivered is None:
+                    break
+                seq = delivered
         except Exception as exc:  # an unexpected bug: report it instead of dying silently
-            exit_error = f"capture crashed: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+            self.exit_error = f"capture crashed: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
         finally:
-            self.source.close()
-            if isinstance(self.source, OutageSource):
-                self.source.shutdown()
-            if exit_error:
-                self.publish_status(exit_error=exit_error, error=exit_error)
+            self.source.shutdown()
+            if self.exit_error:
+                self.publish_status(exit_error=self.exit_error, error=self.exit_error)
                 ring.set_state("failed")
             else:
                 ring.set_state("stopped" if ring.stop_requested else "finished")
             ring.close()
+
+    def read_next(self, live: bool) -> Any:
+        """One read, its errors classified: the frame ``(image, t_media)``, ``None`` at the source's end,
+        :data:`RETRY` after a live source was re-opened, or :data:`END` (``self.exit_error`` says why, or
+        a stop came during the reconnect). A file's read or decode error ends it; a live source's read
+        error or driver exception reconnects with backoff."""
+        try:
+            return self.source.read()
+        except SourceReadError as exc:
+            why = str(exc)
+            if not live:
+                self.exit_error = why
+                return END
+        except SourceDecodeError as exc:
+            self.exit_error = str(exc)
+            return END
+        except Exception as exc:  # a driver/library error: a live source retries, a file ends
+            why = f"read failed: {type(exc).__name__}: {exc}"
+            if not live:
+                self.exit_error = why
+                return END
+        return RETRY if self.reconnect(why) else END
+
+    def deliver(self, image: np.ndarray, seq: int, lossless: bool) -> int | None:
+        """Stamp, grey, track the ROI and put the crop into the ring; the next ``seq`` (a held-back
+        frame still takes a number: a gap in ``seq`` = frames not scored), or None if the ring closed."""
+        ring = self.ring
+        t_ns = time.monotonic_ns()
+        self.last_frame = time.monotonic()
+        if ring.state != "running":
+            ring.set_state("running")
+            if self.status["error"] and self.source.live:
+                self.publish_status(error=None)
+        gray = _to_gray(image)
+        roi, changed = self.tracker.update(gray)
+        self.times.append(t_ns)
+        ring.note_read(t_ns, self._fps())
+        if self.hold_back(self.tracker.located):
+            return seq + 1
+        if changed or self.status["roi"] is None:  # (a held-back start may hide the change)
+            self.publish_status(roi=list(roi))
+        x, y, w, h = roi
+        if not ring.put(gray[y : y + h, x : x + w], seq, t_ns, roi, gray.shape, lossless=lossless):
+            return None
+        return seq + 1
 
     def hold_back(self, located: bool) -> bool:
         """True for a frame taken before the ultrasound region was found (``roi="auto"``): a
@@ -377,7 +422,7 @@ class CaptureProcess:
         self.spec = spec
         self.capacity = capacity
         self.source_id = spec.source_id
-        self._ctx = mp.get_context(start_method)
+        self._ctx: Any = mp.get_context(start_method)  # SpawnContext (typeshed types it as BaseContext)
         self._ring: FrameRing | None = None
         self._proc: Any = None
         self._final_stats: dict[str, Any] | None = None

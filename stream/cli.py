@@ -193,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "severities stream.exam.DEMO_SCORES), a scripted exam freezes each zone and stops, "
                    "then the engine stops")
     e.add_argument("--exam-dwell-s", type=_positive(float), default=3.0, help=argparse.SUPPRESS)
+    o.add_argument("--validate", choices=("all", "sample", "off"), default="sample",
+                   help="check published messages against the wire schema: every one (debug, tests), "
+                   "the first of each topic and then 1 in 100 (default; a failure is a bug and stops the "
+                   "engine with the message named), or none")
     o.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="logging level")
     return p
@@ -205,7 +209,7 @@ def exam_demo_frames(args: argparse.Namespace) -> tuple[int, int]:
 
 
 def source_spec(args: argparse.Namespace):  # -> stream.capture.SourceSpec
-    from stream.capture import SourceSpec
+    from stream.capture import SourceKind, SourceSpec
 
     common = {"fps": args.fps, "roi": args.roi, "outage": args.outage}
     if args.device is not None:
@@ -218,7 +222,8 @@ def source_spec(args: argparse.Namespace):  # -> stream.capture.SourceSpec
             schedule = demo_schedule(DEMO_SCORES, *exam_demo_frames(args))
         return SourceSpec("synthetic", fps=args.fps or 30.0, roi=args.roi, seed=args.seed, probe=args.probe,
                           schedule=schedule, as_fast_as_possible=args.as_fast_as_possible, outage=args.outage)
-    kind, path = next((k, getattr(args, k)) for k in ("clip", "folder", "dicom", "url") if getattr(args, k))
+    kinds: tuple[SourceKind, ...] = ("clip", "folder", "dicom", "url")
+    kind, path = next((k, getattr(args, k)) for k in kinds if getattr(args, k))
     return SourceSpec(kind, path=str(path), loop=args.loop, as_fast_as_possible=args.as_fast_as_possible,
                       **common)
 
@@ -249,6 +254,8 @@ def engine_config(args: argparse.Namespace, spec: Any = None) -> Any:  # -> stre
         stream_id=args.stream_id or spec.source_id, print_status=args.print_status or args.demo,
         insecure=args.insecure, seed=args.seed, publish_frames=args.publish_frames,
         record_frames=args.record_frames, keys_dir=args.keys,
+        store_patient_id=getattr(args, "store_patient_id", False),
+        validate=getattr(args, "validate", "sample"),
     )
 
 
@@ -262,10 +269,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     try:
         cfg = engine_config(args)
-        engine = StreamEngine(cfg)
-        # the exam protocol is always on: control commands, zone resets, topic "exam", status.exam
-        session = exam.attach(engine, store_patient_id=args.store_patient_id)
-        engine.status_fields["exam"] = lambda: exam.summary(session)
+        engine = StreamEngine(cfg)  # the exam stage is part of the graph (stream.pipeline.compose)
         if args.exam_demo:
             exam.start_demo_walk(engine, cfg.pub, cfg.ctrl, exam.DEMO_SCORES, *exam_demo_frames(args))
     except (OSError, ValueError, RuntimeError, ImportError) as err:

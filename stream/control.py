@@ -140,7 +140,7 @@ class ControlServer:
 
 def request(endpoint: str, cmd: str, timeout_ms: int = 3000, **args: Any) -> dict[str, Any]:
     """Client helper: send one command and return the reply map (raises TimeoutError)."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, timeout_ms)

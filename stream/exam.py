@@ -136,7 +136,8 @@ class ExamSession:
     def zones(self) -> tuple[str, ...]:
         return PROTOCOLS[self.protocol]
 
-    def start(self, exam_id: str, patient_id: str | None = None, protocol: str = DEFAULT_PROTOCOL) -> None:
+    def start(self, exam_id: str | None, patient_id: str | None = None, protocol: str = DEFAULT_PROTOCOL
+              ) -> None:
         """Begin a new exam (an exam already running is replaced: its table was published as it went)."""
         if not isinstance(exam_id, str) or not exam_id.strip():
             raise CommandError("exam_start needs a non-empty 'exam_id' string, e.g. {'cmd': 'exam_start', "
@@ -360,22 +361,10 @@ def control_commands(
             "exam": show}
 
 
-def register(server: Any, exam: ExamSession, on_zone_change: Callable[[], int | None] | None = None,
-             on_change: Callable[[ExamSession], None] | None = None) -> None:
-    """Register the exam commands on a :class:`stream.control.ControlServer`."""
-    for name, handler in control_commands(exam, on_zone_change, on_change).items():
-        server.register(name, handler, COMMAND_HELP[name])
-
-
-# ---------------------------------------------------------------------- wire schema of the ``exam`` topic
-# Owned by stream.wire (no import cycle); kept here under their old names for existing callers.
+# The exam topic's schema is owned by stream.wire (validated by wire.validate("exam", msg)); these names
+# refer to the same objects, for callers that read them from here.
 EXAM_REQUIRED = wire.EXAM_REQUIRED
 EXAM_OPTIONAL = wire.EXAM_OPTIONAL
-
-
-def validate_exam(msg: Any) -> None:
-    """Check an ``exam`` map; the same as ``stream.wire.validate("exam", msg)`` (kept for old callers)."""
-    wire.validate("exam", msg)
 
 
 # ---------------------------------------------------------------------- wiring into the engine
@@ -388,22 +377,37 @@ def summary(exam: ExamSession) -> dict[str, Any] | None:
             "n_zones": len(exam.zones), "partial_total": partial, "total": total}
 
 
-def attach(engine: Any, store_patient_id: bool = False, salt: str | None = None) -> ExamSession:
-    """Give a :class:`stream.pipeline.StreamEngine` the exam protocol (duck-typed: ``on_video``,
-    ``reset_clip``, ``g.control``, ``g.publisher``, ``stream_id``).
+class ExamStage:
+    """The exam as a stage of the engine's graph (``stream.pipeline.compose`` wires it): it consumes
+    every ``video`` message (:meth:`on_video`, scoring thread) and the exam control commands
+    (:meth:`register`, control thread), resets the clip aggregate at each zone change (``reset_clip``),
+    and publishes the ``exam`` message after every change (``publish``). :meth:`summary` is the status
+    message's ``exam`` field."""
 
-    The session sees every ``video`` message, the control table gains the exam commands, a zone change
-    resets the clip aggregate, and every change is published (and so recorded) on topic ``exam``.
-    """
-    session = ExamSession(store_patient_id=store_patient_id, salt=salt)
-    engine.on_video.append(session.observe_video)
+    def __init__(self, session: ExamSession, stream_id: str, publish: Callable[[dict[str, Any]], Any],
+                 reset_clip: Callable[[], int | None] | None = None) -> None:
+        self.session = session
+        self.stream_id = stream_id
+        self._publish = publish
+        self.handlers = control_commands(session, on_zone_change=reset_clip, on_change=self._changed)
 
-    def publish(ex: ExamSession) -> None:
-        engine.g.publisher.publish("exam", ex.message(engine.stream_id))
+    def _changed(self, session: ExamSession) -> None:
+        self._publish(session.message(self.stream_id))
 
-    if engine.g.control is not None:
-        register(engine.g.control, session, on_zone_change=engine.reset_clip, on_change=publish)
-    return session
+    def on_video(self, msg: dict[str, Any]) -> None:
+        self.session.observe_video(msg)
+
+    def register(self, server: Any) -> None:
+        """Add the exam commands to a :class:`stream.control.ControlServer`."""
+        for name, handler in self.handlers.items():
+            server.register(name, handler, COMMAND_HELP[name])
+
+    def command(self, name: str, **req: Any) -> dict[str, Any] | None:
+        """Run one exam command in-process (what a control request does), e.g. for scripted exams."""
+        return self.handlers[name](req)
+
+    def summary(self) -> dict[str, Any] | None:
+        return summary(self.session)
 
 
 # ---------------------------------------------------------------------- scripted demo exam
@@ -434,7 +438,7 @@ def run_scripted_exam(pub: str, ctrl: str, scores: Sequence[int] = DEMO_SCORES, 
     protocol = protocol_for(len(scores))
     margin = max(1, dwell_frames // 6) if margin is None else margin
     timeout_s = (len(scores) * dwell_frames + lead_in) / 10.0 + 30 if timeout_s is None else timeout_s
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.SUBSCRIBE, b"frame")

@@ -126,8 +126,8 @@ def scan_folder(folder: Path, protocol: str) -> tuple[list[ZoneClip], str | None
         raise UsageError(f"no clip in {folder} names a {protocol} zone: name them like {zones[0]}.mp4 or "
                          f"patient_1_{zones[0]}.mp4 (zones: {' '.join(zones)})")
     clips = [ZoneClip(z, found[z][1]) for z in zones if z in found]
-    prefix = next(iter(prefixes)) or None
-    return clips, prefix, notes
+    common_prefix = next(iter(prefixes)) or None
+    return clips, common_prefix, notes
 
 
 # ------------------------------------------------------------------------------------------ the source
@@ -141,8 +141,8 @@ class ClipChain:
     last one was; ``on_end()`` runs once, when the last clip is done, a clip failed, or on :meth:`stop`.
     """
 
-    def __init__(self, clips: Sequence[ZoneClip], spec: Any, on_zone: Callable[[str], None],
-                 on_freeze: Callable[[str], None], on_end: Callable[[], None], capacity: int = 8,
+    def __init__(self, clips: Sequence[ZoneClip], spec: Any, on_zone: Callable[[str], object],
+                 on_freeze: Callable[[str], object], on_end: Callable[[], object], capacity: int = 8,
                  echo: Callable[[str], None] = print) -> None:
         self.clips = list(clips)
         self.spec = spec  # the stream.capture.SourceSpec of `lus-stream --clip FILE ...`; path per clip
@@ -366,6 +366,7 @@ def run_exam(clips: list[ZoneClip], args: argparse.Namespace, exam_id: str, extr
     listing = ";".join(f"{c.zone}={c.path}" for c in clips)
     try:
         cfg = cli.engine_config(engine_args, dataclasses.replace(spec, path=listing))
+        cfg = dataclasses.replace(cfg, exam=True, store_patient_id=args.store_patient_id)
         session_box: dict[str, Any] = {}
         chain = ClipChain(clips, spec, on_zone=lambda z: command("zone", zone=z),
                           on_freeze=lambda z: command("freeze", zone=z),
@@ -375,17 +376,16 @@ def run_exam(clips: list[ZoneClip], args: argparse.Namespace, exam_id: str, extr
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return EXIT_USAGE
-    session = exam.attach(engine, store_patient_id=args.store_patient_id)
+    # The engine's exam stage (cfg.exam): zone changes reset the clip, every change is published and
+    # recorded, status.exam is its summary. Its commands are run here, in-process (no control socket).
+    stage = engine.g.exam
+    if stage is None:
+        raise RuntimeError("the engine was built without its exam stage (EngineConfig.exam is False)")
+    session = stage.session
     session_box["session"] = session
-    engine.status_fields["exam"] = lambda: exam.summary(session)
-
-    def publish(ex: exam.ExamSession) -> None:
-        engine.g.publisher.publish("exam", ex.message(engine.stream_id))
-
-    handlers = exam.control_commands(session, on_zone_change=engine.reset_clip, on_change=publish)
 
     def command(name: str, **req: Any) -> dict[str, Any] | None:
-        return handlers[name](req)
+        return stage.command(name, **req)
 
     command("exam_start", exam_id=exam_id, patient_id=args.patient_id, protocol=args.protocol)
 

@@ -67,7 +67,7 @@ class FrameRing:
         self.slot_bytes = self.max_frame_hw[0] * self.max_frame_hw[1]
         self.source_id = source_id
         size = self._data_offset(self.capacity) + self.capacity * self.slot_bytes
-        self._shm = SharedMemory(create=True, size=size)
+        self._shm: SharedMemory | None = SharedMemory(create=True, size=size)
         self._owner = True
         self._lock = ctx.Lock()
         self._filled = ctx.Semaphore(0)
@@ -81,8 +81,13 @@ class FrameRing:
     def _data_offset(capacity: int) -> int:
         return 8 * (_N_HEADER + capacity * _N_META) + _TEXT_BYTES
 
+    def _memory(self) -> SharedMemory:
+        if self._shm is None:
+            raise ValueError(f"FrameRing {self.source_id!r} was released; make a new one")
+        return self._shm
+
     def _attach_views(self) -> None:
-        buf = self._shm.buf
+        buf = self._memory().buf
         self._header = np.ndarray((_N_HEADER,), np.int64, buffer=buf, offset=0)
         self._meta = np.ndarray((self.capacity, _N_META), np.int64, buffer=buf, offset=8 * _N_HEADER)
         self._text = np.ndarray(
@@ -94,7 +99,7 @@ class FrameRing:
 
     def __getstate__(self) -> dict[str, Any]:
         return {
-            "name": self._shm.name,
+            "name": self._memory().name,
             "capacity": self.capacity,
             "max_frame_hw": self.max_frame_hw,
             "slot_bytes": self.slot_bytes,
@@ -324,13 +329,14 @@ class FrameRing:
     # -- lifetime -----------------------------------------------------------------------------
     def release(self) -> None:
         """Detach from the shared memory (and free it when this process created it)."""
-        if self._shm is None:
+        shm = self._shm
+        if shm is None:
             return
         del self._header, self._meta, self._text, self._data
-        self._shm.close()
+        shm.close()
         if self._owner:
-            self._shm.unlink()
-        self._shm = None  # type: ignore[assignment]
+            shm.unlink()
+        self._shm = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,7 +372,9 @@ def benchmark(n: int = 2000, hw: tuple[int, int] = (480, 640), fps: float = 100.
             args=(ring, n, hw, fps if mode == "latency" else None, mode == "throughput"),
         )
         proc.start()
-        lat, t_first, count = [], None, 0
+        lat: list[int] = []
+        t_first: int | None = None
+        count = 0
         while True:
             frame = ring.get(timeout=10.0)
             if frame is None:
@@ -390,7 +398,8 @@ def benchmark(n: int = 2000, hw: tuple[int, int] = (480, 640), fps: float = 100.
                 "dropped": dropped,
             }
         else:
-            out["throughput_fps"] = (count - 1) / ((t_last - t_first) / 1e9) if count > 1 else 0.0
+            span_s = (t_last - t_first) / 1e9 if t_first is not None else 0.0
+            out["throughput_fps"] = (count - 1) / span_s if count > 1 else 0.0
             out["throughput_mb_s"] = out["throughput_fps"] * hw[0] * hw[1] / 1e6
     return out
 

@@ -1,18 +1,19 @@
-"""The streaming engine: capture → preprocess → lanes → aggregator → publisher/recorder, + control.
+"""The streaming engine: the dataflow graph (:func:`compose`) and the engine that runs it.
 
-The whole graph is built in ONE function, :func:`build`, where each stage's inputs and outputs are
-spelled out (Holoscan style); :class:`StreamEngine` runs it:
+:func:`compose` builds every stage and states every connection with its queue policy, in one function
+you can read top to bottom (as Holoscan's ``compose()``); :func:`describe` prints it (``lus-stream
+--graph``) and the README's dataflow picture shows the same boxes. :class:`StreamEngine` runs the graph:
 
-* main thread — the scoring loop: take every frame waiting in the capture buffer (up to
-  ``max_batch``), prepare them once (:class:`~stream.lanes.Prepared`), score them as one batch,
-  fold each frame's probabilities into the clip aggregator, publish ``frame`` + ``video``;
+* main thread — source → prepare → score → aggregate → publish: take every frame waiting in the
+  capture buffer (up to ``max_batch``), prepare them once (:class:`~stream.lanes.Prepared`), score them
+  as one batch, fold each frame into the clip aggregate (all stage timings are taken before anything
+  is published), then publish ``frame`` + ``video`` per frame, hand each ``video`` to the exam stage, and
   offer the newest prepared frame to the segmentation lane;
 * ``segmentation`` thread — takes the newest offered frame whenever it is free (older offers are
-  replaced, counted as skipped), runs the ensemble (MC-dropout every ``mc_every``-th run),
-  publishes ``seg``. It runs at a lower OS priority (nice +10): on a CPU the scoring lane wins;
+  replaced, counted as skipped), runs the ensemble (MC-dropout every ``mc_every``-th run), publishes
+  ``seg``. It runs at a lower OS priority (nice +10): on a CPU the scoring lane wins;
 * ``status`` thread — one ``status`` message per second (and a ``--print`` line);
-* ``control`` thread — the REP command table (``status``, ``reset``, ``stop`` + what later
-  features register).
+* ``control`` thread — the REP command table: ``status``, ``reset``, ``stop`` and the exam's commands.
 
 Thread budget (cores = ``os.cpu_count()``): the capture process takes one core; the rest is split
 between the lanes' ONNX Runtime intra-op pools, scoring ``max(1, (cores−1)//2)`` and segmentation
@@ -21,7 +22,7 @@ Each lane needs at least one thread, so on 2 cores the engine uses 3 busy thread
 that is why segmentation runs niced. ``--threads`` overrides the scoring lane's count.
 
 Losslessness: with a finite file source and ``as_fast_as_possible`` the capture process blocks
-instead of dropping, and this loop scores every frame it gets, so every decoded frame is
+instead of dropping, and the scoring loop scores every frame it gets, so every decoded frame is
 published and recorded. Stopping (SIGINT/SIGTERM, ``stop`` command, ``--max-frames``): capture is
 asked to stop, frames already buffered are drained and scored, the segmentation lane finishes its
 current frame, a final ``status`` is published, the recorder is fsync'd and closed, the sockets
@@ -35,28 +36,33 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from stream import wire
+import numpy as np
+
+from stream import messages, wire
 from stream.control import DEFAULT_CTRL, ControlServer
+from stream.exam import ExamSession, ExamStage
+from stream.frames import Frame
 from stream.lanes import (
-    UNCERTAINTY_SCALE,
     FrameResult,
     ModelSet,
     Prepared,
     ScoringLane,
     SegmentationLane,
-    encode_jpeg,
-    encode_png,
     find_models,
     load_model,
 )
+from stream.messages import REAL_SOURCE_KINDS, AggregatorSettings, ClipState, domain_warning
 from stream.publisher import DEFAULT_PUB, Publisher
 from stream.recorder import Recorder, results_path
 from stream.stats import RateMeter, RollingPercentiles
+
+__all__ = ["REAL_SOURCE_KINDS", "EngineConfig", "Graph", "StreamEngine", "compose", "describe",
+           "domain_warning", "thread_budget"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +99,9 @@ class EngineConfig:
     publish_frames: bool = False
     record_frames: bool = False
     keys_dir: Path | None = None  # CURVE keys as written by `lus-stream keygen DIR`
+    exam: bool = True  # the exam stage (control commands exam_start/zone/freeze/..., topic "exam")
+    store_patient_id: bool = False  # exam patient ids in the clear (default: salted sha256)
+    validate: str = "sample"  # wire validation of published messages: "all" | "sample" | "off"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,6 +122,40 @@ def thread_budget(cores: int | None, with_seg: bool) -> tuple[int, int]:
     return scoring, 1 if cores == 1 else max(2, cores - scoring)
 
 
+# ------------------------------------------------------------------------------ stage interfaces
+@runtime_checkable
+class FrameSource(Protocol):
+    """What the scoring loop takes frames from: :class:`stream.capture.CaptureProcess`, the exam-clips
+    chain, an in-process test source."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    @property
+    def exit_error(self) -> str | None: ...
+
+    def get_batch(self, max_n: int, timeout: float | None = None) -> list[Frame]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def stop(self) -> None: ...
+
+
+class ClipAggregator(Protocol):
+    """Frame probabilities → clip probabilities (:mod:`stream.aggregate`)."""
+
+    count: int
+
+    def update(self, probs: Any, t_ns: int | None = None) -> np.ndarray: ...
+
+    def score(self) -> int: ...
+
+    def tie(self) -> list[int]: ...
+
+    def reset(self) -> None: ...
+
+
+# ------------------------------------------------------------------------------ queues and stages
 class LatestSlot:
     """A one-item mailbox: ``offer`` replaces what is waiting (counted), ``take`` waits for an item."""
 
@@ -142,25 +185,93 @@ class LatestSlot:
             self._cond.notify_all()
 
 
+class ClipStage:
+    """The aggregate stage: folds each scored frame into the clip aggregate; ``reset`` (control thread:
+    the ``reset`` command, an exam zone change) starts a new clip. One lock orders the two threads."""
+
+    def __init__(self, aggregator: ClipAggregator, on_reset: Callable[[], None] | None = None) -> None:
+        self.aggregator = aggregator
+        self.clip = 0
+        self._lock = threading.Lock()
+        self._on_reset = on_reset
+
+    def fold(self, res: FrameResult, t_capture_ns: int) -> ClipState:
+        t0 = time.monotonic_ns()
+        with self._lock:
+            probs = self.aggregator.update(res.probs, t_ns=t_capture_ns)
+            score, tie = int(self.aggregator.score()), self.aggregator.tie()
+            count, clip = int(self.aggregator.count), self.clip
+        t1 = time.monotonic_ns()
+        return ClipState(probs, score, tie, count, clip, t1, t1 - t0)
+
+    def reset(self) -> int:
+        """Start a new clip aggregate (zone change, new view); returns the new clip number."""
+        with self._lock:
+            self.aggregator.reset()
+            self.clip += 1
+            clip = self.clip
+        if self._on_reset is not None:
+            self._on_reset()
+        return clip
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One edge of the graph: what flows from ``src`` to ``dst`` and through which queue."""
+
+    src: str
+    dst: str
+    what: str
+    policy: str
+
+
+# Queue policies, as stated on each connection.
+DROP_OLDEST = "drop-oldest ring (live sources: the newest frames win)"
+LOSSLESS = "lossless ring (files as fast as possible: capture waits)"
+LATEST_ONLY = "latest-only slot (a newer offer replaces the waiting one, counted as skipped)"
+DIRECT = "direct call, same thread, in frame order"
+NON_BLOCKING = "non-blocking PUB (a full subscriber queue drops, counted)"
+IN_ORDER = "appended under the publisher's lock, in publish order"
+TIMER = "timer, once per status period"
+REQUEST_REPLY = "REQ/REP command (control thread)"
+
+
 @dataclass
 class Graph:
-    """The stages :func:`build` wires together (each documented with its input → output)."""
+    """The stages :func:`compose` builds and the connections between them."""
 
-    source: Any  # capture process: (nothing) → Frame
+    source: FrameSource  # capture process: (nothing) → Frame
     scoring: ScoringLane | None  # list[Prepared] → list[FrameResult]
     segmentation: SegmentationLane | None  # Prepared → SegResult
-    aggregator: Any  # probs[4] → video probs[4]
+    clip: ClipStage  # FrameResult → ClipState (clip probs, score, tie)
+    exam: ExamStage | None  # video → zone scores, exam table
     recorder: Recorder | None  # published (topic, map, payloads) → results file
     publisher: Publisher  # (topic, map, payloads) → PUB socket (+ recorder)
     control: ControlServer | None  # REP requests → command table → replies
+    seg_slot: LatestSlot  # prepare → segment
+    connections: list[Connection]
     models: ModelSet
     notes: list[str]
     threads: tuple[int, int]
     curve: Any = None  # stream.security.CurveServer when keys were given
 
+    @property
+    def aggregator(self) -> ClipAggregator:
+        return self.clip.aggregator
 
-def build(cfg: EngineConfig, source: Any = None) -> Graph:
-    """Construct every stage of the engine from ``cfg`` (``source`` overrides the capture process)."""
+    @property
+    def stages(self) -> list[str]:
+        """Stage names in the order they first appear in the connections."""
+        names: list[str] = []
+        for c in self.connections:
+            for n in (c.src, c.dst):
+                if n not in names:
+                    names.append(n)
+        return names
+
+
+def compose(cfg: EngineConfig, source: FrameSource | None = None) -> Graph:
+    """Build every stage of the engine from ``cfg`` and connect them (``source`` overrides capture)."""
     from stream.aggregate import load_neutral_elements, load_temperature, make_aggregator
 
     stream_id = cfg.stream_id or "lus"
@@ -169,33 +280,37 @@ def build(cfg: EngineConfig, source: Any = None) -> Graph:
     threads = thread_budget(os.cpu_count(), with_seg=bool(models.seg))
     if cfg.threads:
         threads = (cfg.threads, threads[1])
+    wires: list[Connection] = []
 
-    # capture: frames (seq, t_capture_ns, ROI-cropped grey image) → bounded buffer
+    def connect(src: str, dst: str, what: str, policy: str) -> None:
+        wires.append(Connection(src, dst, what, policy))
+
+    # source: the capture process reads, crops to the ultrasound region and stamps each frame
     if source is None:
         from stream.capture import CaptureProcess
 
         source = CaptureProcess(cfg.source, capacity=cfg.capacity)
+    kind = getattr(cfg.source, "kind", "")
+    lossless = bool(getattr(cfg.source, "as_fast_as_possible", False)) and kind in (
+        "clip", "folder", "dicom", "synthetic")
+    connect("source", "prepare", "Frame (seq, t_capture_ns, ROI crop)", LOSSLESS if lossless else DROP_OLDEST)
 
-    # scoring lane: list[Prepared] → probs, score, STN boxes (every frame)
+    # prepare → score: every waiting frame (≤ max_batch) as one batch; letterbox shared by both lanes
     scoring = None
     if models.frame is not None:
         scoring = ScoringLane(load_model(models.frame, cfg.backend, threads[0]), max_batch=cfg.max_batch)
+    connect("prepare", "score", "list[Prepared], one model call", DIRECT)
 
-    # segmentation lane: newest Prepared → class map (+ MC uncertainty) (best effort)
+    # prepare → segment: the newest prepared frame, whenever the (niced) lane is free
     segmentation = None
     if models.seg:
         members = [load_model(p, cfg.backend, threads[1]) for p in models.seg]
         segmentation = SegmentationLane(members, cfg.mc_samples, cfg.mc_every, seed=cfg.seed)
+    seg_slot = LatestSlot()
+    connect("prepare", "segment", "Prepared (every --seg-every frames)", LATEST_ONLY)
     warning = domain_warning(scoring.domain if scoring else None, str(getattr(cfg.source, "kind", "unknown")))
     if warning is not None:  # logged once at start; every status message carries it too
         notes.append(warning)
-
-    # aggregator: frame probs → clip probs (uninorm fold, or a baseline), optional sliding window
-    neutral, temperature = None, None
-    if cfg.aggregator == "uninorm" and models.aggregator is not None:
-        neutral, temperature = load_neutral_elements(models.aggregator), load_temperature(models.aggregator)
-    aggregator = make_aggregator(cfg.aggregator, neutral, window_frames=cfg.window,
-                                 window_seconds=cfg.window_s, temperature=temperature)
 
     # recorder: every published message → results file (flushed per message, fsync ≥ 1/s)
     recorder = None
@@ -211,6 +326,15 @@ def build(cfg: EngineConfig, source: Any = None) -> Graph:
         }
         recorder = Recorder(results_path(cfg.record_dir, stream_id), stream_id, meta=meta)
 
+    # score → aggregate: frame probabilities → clip probabilities (uninorm fold or a baseline, windowed)
+    neutral, temperature = None, None
+    if cfg.aggregator == "uninorm" and models.aggregator is not None:
+        neutral, temperature = load_neutral_elements(models.aggregator), load_temperature(models.aggregator)
+    aggregator = make_aggregator(cfg.aggregator, neutral, window_frames=cfg.window,
+                                 window_seconds=cfg.window_s, temperature=temperature)
+    clip = ClipStage(aggregator, on_reset=recorder.sync if recorder is not None else None)
+    connect("score", "aggregate", "FrameResult (probs, score, STN boxes)", DIRECT)
+
     # transport security: CURVE server keys + client allow-list, shared by both sockets
     curve = None
     if cfg.keys_dir is not None:
@@ -220,47 +344,58 @@ def build(cfg: EngineConfig, source: Any = None) -> Graph:
 
         curve = CurveServer.from_dir(zmq.Context.instance(), cfg.keys_dir)
 
-    # publisher: wire messages → PUB socket (non-blocking) and the recorder
-    publisher = Publisher(cfg.pub, stream_id=stream_id, recorder=recorder, insecure=cfg.insecure, curve=curve)
+    # publish: wire messages → PUB socket (non-blocking) → record
+    publisher = Publisher(cfg.pub, stream_id=stream_id, recorder=recorder, insecure=cfg.insecure, curve=curve,
+                          validate=cfg.validate)
     if not cfg.record_frames:  # frames are big (≈1.5 MB/s as JPEG): recorded only when asked
         publisher.unrecorded.add("image")
+    connect("aggregate", "publish", "frame + video (+ image) messages", DIRECT)
+    connect("segment", "publish", "seg messages", DIRECT)
+    connect("publish", "record", "every published message", IN_ORDER)
+    connect("publish", "displays", "ZeroMQ PUB, msgpack (docs/wire.md)", NON_BLOCKING)
 
-    # control: REP requests → command table (the engine registers status/reset/stop)
+    # control: REP requests → command table (reset → aggregate, exam commands → exam, stop → engine)
     control = ControlServer(cfg.ctrl, insecure=cfg.insecure, curve=curve) if cfg.ctrl else None
+    connect("control", "aggregate", "reset", REQUEST_REPLY)
 
-    return Graph(
-        source, scoring, segmentation, aggregator, recorder, publisher, control, models, notes, threads, curve
-    )
+    # exam: video messages + exam commands → zone scores and the exam table (topic "exam")
+    exam = None
+    if cfg.exam:
+        exam = ExamStage(ExamSession(store_patient_id=cfg.store_patient_id), stream_id,
+                         publish=lambda msg: publisher.publish("exam", msg), reset_clip=clip.reset)
+        if control is not None:
+            exam.register(control)
+        connect("aggregate", "exam", "video messages", DIRECT)
+        connect("control", "exam", "exam_start, zone, freeze, redo, exam_stop, exam", REQUEST_REPLY)
+        connect("exam", "publish", "exam messages (on every change)", DIRECT)
+
+    # status: source, lanes, drops, latency, exam summary → one status message per period
+    connect("status", "publish", "status message", TIMER)
+
+    return Graph(source, scoring, segmentation, clip, exam, recorder, publisher, control, seg_slot, wires,
+                 models, notes, threads, curve)
 
 
-# Source kinds that are real video (everything but the simulator); "unknown" = an in-process source
-# without a SourceSpec (tests), which is not called real.
-REAL_SOURCE_KINDS = ("device", "clip", "folder", "dicom", "url")
-
-
-def domain_warning(scoring_domain: str | None, source_kind: str) -> str | None:
-    """The ``status`` message's ``domain_warning``: set when the scoring model was trained on
-    synthetic data only and the source is real video; None otherwise."""
-    if scoring_domain == "synthetic" and source_kind in REAL_SOURCE_KINDS:
-        return (f"frame model trained on synthetic data only; this is real video ({source_kind}): "
-                "scores are not meaningful")  # fmt: skip
-    return None
+def describe(g: Graph) -> str:
+    """The graph as text: one line per connection with its queue policy (``lus-stream --graph``)."""
+    width = max(len(f"{c.src} → {c.dst}") for c in g.connections)
+    lines = [f"{f'{c.src} → {c.dst}':<{width}}  {c.what}  [{c.policy}]" for c in g.connections]
+    return "\n".join(lines)
 
 
 class StreamEngine:
     """Runs a :class:`Graph`: the scoring loop in the calling thread, the other lanes in threads."""
 
-    def __init__(self, cfg: EngineConfig, source: Any = None) -> None:
+    def __init__(self, cfg: EngineConfig, source: FrameSource | None = None) -> None:
         self.cfg = cfg
         self.stream_id = cfg.stream_id or "lus"
         self._owns_source = source is None  # an injected source is started by its owner
-        self.g = build(cfg, source)
+        self.g = compose(cfg, source)
         for note in self.g.notes:
             log.warning(note)
+        log.info("graph:\n%s", describe(self.g))
+        self.settings = AggregatorSettings(cfg.aggregator, cfg.window, cfg.window_s)
         self._stop = threading.Event()
-        self._agg_lock = threading.Lock()
-        self._seg_slot = LatestSlot()
-        self.clip = 0
         self.frames_scored = 0
         self.frames_seen = 0
         self.last_seq = -1
@@ -272,9 +407,12 @@ class StreamEngine:
         self.score_rate = RateMeter()
         self.seg_rate = RateMeter()
         self.seg_runs = 0
+        self._last_seg_offer = -(10**9)
         self.state_override: str | None = None
-        self.on_video: list[Callable[[dict[str, Any]], None]] = []  # e.g. the exam session
-        self.status_fields: dict[str, Callable[[], Any]] = {}  # extra status fields, e.g. "exam"
+        self.on_video: list[Callable[[dict[str, Any]], None]] = []  # further video consumers (tests, tools)
+        self.status_fields: dict[str, Callable[[], Any]] = {}  # further status fields
+        if self.g.exam is not None:
+            self.status_fields["exam"] = self.g.exam.summary
         self._threads: list[threading.Thread] = []
         if self.g.control is not None:
             self.g.control.register("status", lambda req: {"status": self.status_message()},
@@ -284,6 +422,10 @@ class StreamEngine:
             self.g.control.register("stop", self._stop_cmd, "stop the engine cleanly (drain, flush, exit 0)")
 
     # ------------------------------------------------------------------------------ control
+    @property
+    def clip(self) -> int:
+        return self.g.clip.clip
+
     def _stop_cmd(self, _req: dict[str, Any]) -> dict[str, Any]:
         self.request_stop()
         return {"stopping": True}
@@ -293,13 +435,7 @@ class StreamEngine:
 
     def reset_clip(self) -> int:
         """Start a new clip aggregate (zone change, new view); returns the new clip number."""
-        with self._agg_lock:
-            self.g.aggregator.reset()
-            self.clip += 1
-            clip = self.clip
-        if self.g.recorder is not None:
-            self.g.recorder.sync()
-        return clip
+        return self.g.clip.reset()
 
     # ------------------------------------------------------------------------------ status
     def _source_stats(self) -> dict[str, Any]:
@@ -308,76 +444,49 @@ class StreamEngine:
         except Exception as err:  # a stopped capture has final stats; anything else: report it
             return {"state": "failed", "error": str(err), "read": 0, "dropped": 0, "fps": 0.0}
 
-    def _lane(self, lane: Any, fps: float, what: str) -> dict[str, Any]:
+    def _lane(self, lane: ScoringLane | SegmentationLane | None, fps: float, what: str) -> dict[str, Any]:
         if lane is None:
-            return {"enabled": False, "fps": 0.0, "model": None, "backend": None,
-                    "reason": f"no {what} model in {self.cfg.engines_dir}", "domain": None, "dataset": None}
+            return messages.lane_status(False, f"no {what} model in {self.cfg.engines_dir}")
         engines = lane.members if isinstance(lane, SegmentationLane) else [lane.engine]
-        return {"enabled": True, "fps": round(fps, 3), "model": lane.label,
-                "backend": ",".join(sorted({str(e.backend) for e in engines})), "reason": None,
-                "domain": lane.domain, "dataset": lane.dataset}
+        return messages.lane_status(True, None, fps=round(fps, 3), model=lane.label,
+                                    backend=",".join(sorted({str(e.backend) for e in engines})),
+                                    domain=lane.domain, dataset=lane.dataset)
 
     def status_message(self) -> dict[str, Any]:
         now = time.monotonic_ns()
         st = self._source_stats()
-        lat = self.latency.percentiles(now_ns=now)
-        seg = self._lane(self.g.segmentation, self.seg_rate.rate(now), "segmentation")
-        if self.g.segmentation is not None:
-            seg |= {"runs": self.seg_runs, "members": len(self.g.segmentation.members),
-                    "mc_samples": self.g.segmentation.mc_samples, "every": self.cfg.seg_every,
-                    "threads": self.g.threads[1]}
-        scoring = self._lane(self.g.scoring, self.score_rate.rate(now), "frame-score")
-        if self.g.scoring is not None:
-            scoring |= {"runs": self.frames_scored, "threads": self.g.threads[0]}
-        source_kind = str(getattr(self.cfg.source, "kind", "unknown"))
+        g = self.g
+        seg = self._lane(g.segmentation, self.seg_rate.rate(now), "segmentation")
+        if g.segmentation is not None:
+            seg |= {"runs": self.seg_runs, "members": len(g.segmentation.members),
+                    "mc_samples": g.segmentation.mc_samples, "every": self.cfg.seg_every,
+                    "threads": g.threads[1]}
+        scoring = self._lane(g.scoring, self.score_rate.rate(now), "frame-score")
+        if g.scoring is not None:
+            scoring |= {"runs": self.frames_scored, "threads": g.threads[0]}
         state = self.state_override or str(st.get("state") or "running")
         if state not in wire.SOURCE_STATES:
             state = "running"
-        msg = wire.header(self.stream_id, self.status_seq, now, now)
-        msg |= {
-            "uptime_s": (now - self.started_ns) / 1e9,
-            "input_fps": float(st.get("fps") or 0.0),
-            "lanes": {"scoring": scoring, "segmentation": seg},
-            "drops": {"capture": int(st.get("dropped") or 0), "publish": self.g.publisher.dropped,
-                      "segmentation_skipped": self._seg_slot.replaced,
-                      "roi_search": int(st.get("roi_search") or 0)},
-            "latency_ms": {k: (None if lat[k] is None else lat[k] / 1e6) for k in ("p50", "p95", "p99")}
-            | {"n": lat["n"], "window_s": LATENCY_WINDOW_S},
-            "source": {"kind": source_kind, "state": state,
-                       "id": str(st.get("source_id") or getattr(self.g.source, "source_id", "?")),
-                       "error": st.get("exit_error") or st.get("error"), "read": int(st.get("read") or 0),
-                       "fps": float(st.get("fps") or 0.0)},
-            "frames_scored": self.frames_scored,
-            "last_frame_seq": self.last_seq,
-            "aggregator": {"kind": self.cfg.aggregator, "window": self.cfg.window,
-                           "window_s": self.cfg.window_s},
-            "security": self.g.publisher.security,
-            "recording": str(self.g.recorder.path) if self.g.recorder else None,
-            "domain_warning": domain_warning(scoring.get("domain"), source_kind),
-        }
-        for name, field_fn in self.status_fields.items():
-            msg[name] = field_fn()
-        return msg
+        return messages.status_message(messages.StatusInputs(
+            stream_id=self.stream_id, seq=self.status_seq, now_ns=now, uptime_s=(now - self.started_ns) / 1e9,
+            source_kind=str(getattr(self.cfg.source, "kind", "unknown")), source_stats=st,
+            source_id=str(st.get("source_id") or getattr(g.source, "source_id", "?")), state=state,
+            scoring=scoring, segmentation=seg,
+            drops={"capture": int(st.get("dropped") or 0), "publish": g.publisher.dropped,
+                   "segmentation_skipped": g.seg_slot.replaced, "roi_search": int(st.get("roi_search") or 0)},
+            latency_ns=self.latency.percentiles(now_ns=now), latency_window_s=LATENCY_WINDOW_S,
+            frames_scored=self.frames_scored, last_frame_seq=self.last_seq, aggregator=self.settings,
+            security=g.publisher.security, recording=str(g.recorder.path) if g.recorder else None,
+            extra={name: fn() for name, fn in self.status_fields.items()},
+        ))  # fmt: skip
 
     def publish_status(self) -> dict[str, Any]:
         msg = self.status_message()
         self.status_seq += 1
         self.g.publisher.publish("status", msg)
         if self.cfg.print_status:
-            print(self.status_line(msg), flush=True)
+            print(messages.status_line(msg, self.last_frame, self.last_video), flush=True)
         return msg
-
-    def status_line(self, st: dict[str, Any]) -> str:
-        lat = st["latency_ms"]
-        p50, p99 = ("-" if lat[k] is None else f"{lat[k]:.0f}" for k in ("p50", "p99"))
-        line = (f"[{st['uptime_s']:6.1f}s] {st['source']['state']:<8} in {st['input_fps']:5.1f} fps | "
-                f"score {st['lanes']['scoring']['fps']:5.1f} fps p50 {p50} p99 {p99} ms | "
-                f"seg {st['lanes']['segmentation']['fps']:4.1f} fps | drops {st['drops']['capture']}")
-        if self.last_frame is not None and self.last_video is not None:
-            f, v = self.last_frame, self.last_video
-            line += (f" | frame {f['score']} ({max(f['probs']):.2f}) clip {v['score']} "
-                     f"({max(v['probs']):.2f}, {v['frames']} fr)")
-        return line
 
     def _status_loop(self) -> None:
         period = self.cfg.status_period_s
@@ -390,55 +499,34 @@ class StreamEngine:
                 log.exception("status publishing failed")
 
     # ------------------------------------------------------------------------------ lanes
-    def _score(self, batch: list[Prepared]) -> None:
-        lane, pub = self.g.scoring, self.g.publisher
+    def _score(self, batch: Sequence[Prepared]) -> None:
+        """score → aggregate → publish (+ exam) for one batch; every stage timing is taken before the
+        first message of the batch is published."""
+        lane, g = self.g.scoring, self.g
         if lane is None:
             self.frames_seen += len(batch)
             self.last_seq = batch[-1].frame.seq
             return
         results: list[FrameResult] = lane.run(batch)
-        for prep, res in zip(batch, results, strict=True):
+        clips = [g.clip.fold(res, prep.frame.t_capture_ns) for prep, res in zip(batch, results, strict=True)]
+        for prep, res, clip in zip(batch, results, clips, strict=True):
             fr = prep.frame
-            with self._agg_lock:
-                video_probs = self.g.aggregator.update(res.probs, t_ns=fr.t_capture_ns)
-                video_score = int(self.g.aggregator.score())
-                video_tie = self.g.aggregator.tie()
-                count, clip = int(self.g.aggregator.count), self.clip
-            t_agg = time.monotonic_ns()
-            msg = wire.header(self.stream_id, fr.seq, fr.t_capture_ns)
-            msg |= {
-                "probs": res.probs, "score": res.score, "boxes": res.boxes,
-                "roi": list(fr.roi), "source_hw": list(fr.source_hw),
-                "stages_ns": {"wait": max(0, res.t_start_ns - fr.t_capture_ns),
-                              "preprocess": res.t_inputs_ns - res.t_start_ns,
-                              "infer": res.t_inferred_ns - res.t_inputs_ns,
-                              "aggregate": t_agg - res.t_inferred_ns, "publish": 0},
-                "batch": res.batch, "clip": clip,
-            }
-            t_pub = pub.publish("frame", msg, ready_ns=t_agg)
+            frame_msg = messages.frame_message(self.stream_id, fr, res, clip)
+            t_pub = g.publisher.publish("frame", frame_msg, ready_ns=messages.frame_ready_ns(res, clip))
             if self.cfg.publish_frames:
-                self._publish_image(fr)
+                g.publisher.publish("image", *messages.image_message(self.stream_id, fr))
             self.latency.add(t_pub - fr.t_capture_ns, t_pub)
             self.score_rate.tick(1, t_pub)
-            video = wire.header(self.stream_id, fr.seq, fr.t_capture_ns)
-            video |= {"probs": video_probs / video_probs.sum(), "score": video_score, "tie": video_tie,
-                      "kind": self.cfg.aggregator, "window": self.cfg.window, "window_s": self.cfg.window_s,
-                      "frames": count, "clip": clip}
-            pub.publish("video", video)
+            video = messages.video_message(self.stream_id, fr, clip, self.settings)
+            g.publisher.publish("video", video)
             self.frames_scored += 1
             self.frames_seen += 1
             self.last_seq = fr.seq
-            self.last_frame, self.last_video = msg, video
+            self.last_frame, self.last_video = frame_msg, video
+            if g.exam is not None:
+                g.exam.on_video(video)
             for hook in self.on_video:
                 hook(video)
-
-    def _publish_image(self, fr: Any) -> None:
-        """The ROI-cropped frame as JPEG on topic ``image`` (for displays on another host)."""
-        h, w = fr.image.shape
-        msg = wire.header(self.stream_id, fr.seq, fr.t_capture_ns)
-        msg |= {"image": {"payload": 0, "encoding": "jpeg", "hw": [h, w]}, "roi": list(fr.roi),
-                "source_hw": list(fr.source_hw)}
-        self.g.publisher.publish("image", msg, [encode_jpeg(fr.image)])
 
     def _seg_loop(self) -> None:
         with contextlib.suppress(OSError, AttributeError):  # best effort: scoring wins the CPU
@@ -446,9 +534,9 @@ class StreamEngine:
         lane = self.g.segmentation
         assert lane is not None
         while True:
-            prep = self._seg_slot.take(0.2)
+            prep = self.g.seg_slot.take(0.2)
             if prep is None:
-                if self._seg_slot.closed:
+                if self.g.seg_slot.closed:
                     return
                 continue
             try:
@@ -457,31 +545,13 @@ class StreamEngine:
                 log.exception("segmentation lane failed on frame %d", prep.frame.seq)
 
     def _segment(self, lane: SegmentationLane, prep: Prepared) -> None:
-        fr = prep.frame
         t_start = time.monotonic_ns()
         res = lane.run(prep)
         t_done = time.monotonic_ns()
-        payloads = [encode_png(res.class_map)]
-        h, w = res.class_map.shape
-        unc = None
-        if res.uncertainty is not None:
-            payloads.append(encode_png(res.uncertainty))
-            unc = {"payload": 1, "encoding": "png", "hw": [h, w], "scale": UNCERTAINTY_SCALE,
-                   "samples": res.samples}
         self.seg_runs += 1
         self.seg_rate.tick(1, t_done)
-        msg = wire.header(self.stream_id, fr.seq, fr.t_capture_ns)
-        msg |= {
-            "class_map": {"payload": 0, "encoding": "png", "hw": [h, w]},
-            "classes": list(wire.SEG_CLASSES),
-            "roi": list(fr.roi), "source_hw": list(fr.source_hw),
-            "uncertainty": unc,
-            "rate_hz": round(self.seg_rate.rate(t_done), 3),
-            "members": len(lane.members),
-            "stages_ns": {"wait": max(0, t_start - fr.t_capture_ns), "preprocess": res.preprocess_ns,
-                          "infer": res.infer_ns, "publish": 0},
-            "class_fractions": res.class_fractions,
-        }
+        msg, payloads = messages.seg_message(self.stream_id, prep.frame, res, t_start,
+                                             self.seg_rate.rate(t_done), len(lane.members))
         self.g.publisher.publish("seg", msg, payloads, ready_ns=t_done)
 
     # ------------------------------------------------------------------------------ main loop
@@ -496,15 +566,11 @@ class StreamEngine:
         t.start()
         self._threads.append(t)
 
-    def _take(self, timeout: float) -> list[Any]:
-        src = self.g.source
-        if hasattr(src, "get_batch"):
-            limit = self.g.scoring.max_batch if self.g.scoring is not None else self.cfg.max_batch
-            return list(src.get_batch(limit, timeout))  # never more than the model takes (TensorRT profile)
-        frame = src.get(timeout)
-        return [] if frame is None else [frame]
+    def _take(self, timeout: float) -> list[Frame]:
+        limit = self.g.scoring.max_batch if self.g.scoring is not None else self.cfg.max_batch
+        return list(self.g.source.get_batch(limit, timeout))  # never more than the model takes (TensorRT)
 
-    def _handle(self, frames: list[Any]) -> None:
+    def _handle(self, frames: list[Frame]) -> None:
         if self.cfg.max_frames is not None:
             frames = frames[: max(0, self.cfg.max_frames - self.frames_seen)]
         if not frames:
@@ -513,14 +579,13 @@ class StreamEngine:
         self._score(batch)
         if self.g.segmentation is not None and self.frames_seen - self._last_seg_offer >= self.cfg.seg_every:
             self._last_seg_offer = self.frames_seen
-            self._seg_slot.offer(batch[-1])
+            self.g.seg_slot.offer(batch[-1])
 
     def run(self) -> int:
         """Run until the source ends, ``max_frames``, a stop command or :meth:`request_stop`."""
-        self._last_seg_offer = -(10**9)
         self._start_threads()
         if self._owns_source:
-            self.g.source.start()
+            self.g.source.start()  # type: ignore[attr-defined]  # CaptureProcess (injected ones run)
         try:
             while not self._stop.is_set():
                 frames = self._take(0.1)
@@ -560,7 +625,7 @@ class StreamEngine:
         except Exception:
             log.exception("stopping the capture failed")
         self._stop.set()
-        self._seg_slot.close()
+        self.g.seg_slot.close()
         for t in self._threads:
             t.join(timeout=30.0)
         self.state_override = "failed" if exit_error else ("finished" if finished else "stopped")
@@ -579,3 +644,4 @@ class StreamEngine:
             log.error("source ended with an error: %s", exit_error)
             return EXIT_SOURCE_ERROR
         return EXIT_OK
+

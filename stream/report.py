@@ -158,8 +158,8 @@ def _models(header: dict[str, Any], status: dict[str, Any] | None, manifests: li
             task = json.loads(m.read_text()).get("task")
         except (OSError, ValueError, AttributeError):
             task = None
-        role = {"frame": "scoring", "seg": "segmentation"}.get(task) if isinstance(task, str) else None
-        out.append({"name": m.stem, "path": str(m), "role": role, **_provenance(training)})
+        m_role = {"frame": "scoring", "seg": "segmentation"}.get(task) if isinstance(task, str) else None
+        out.append({"name": m.stem, "path": str(m), "role": m_role, **_provenance(training)})
     if not out:  # only names from the status message
         for role, lane in lanes.items():
             if lane.get("model"):
@@ -318,8 +318,8 @@ def total_text(exam: dict[str, Any] | None) -> str:
             f"({exam['scored']} of {exam['n_zones']} zones scored; max {exam['max_total']})")
 
 
-def _zone_spans(run: ExamRun) -> list[tuple[str, int, int, int | None]]:
-    """(zone, first_seq, last_seq, score) of every scored zone."""
+def _zone_spans(run: ExamRun) -> list[tuple[str, int, int, int]]:
+    """(zone, first_seq, last_seq, score) of every scored zone (zones without a score are left out)."""
     if run.exam is None:
         return []
     return [(z["zone"], z["first_seq"], z["last_seq"], z["score"]) for z in run.exam["zones"]
@@ -369,7 +369,9 @@ def representative_frames(run: ExamRun, max_n: int = MAX_THUMBS) -> list[tuple[s
     seg_by_seq = {r.msg["seq"]: r for r in run.segs}
     image_seqs = np.array(sorted(run.images))
     out: list[tuple[str, np.ndarray]] = []
-    spans = _zone_spans(run) or [("recording", int(image_seqs[0]), int(image_seqs[-1]), None)]
+    spans: list[tuple[str, int, int, int | None]] = [*_zone_spans(run)] or [
+        ("recording", int(image_seqs[0]), int(image_seqs[-1]), None)
+    ]
     for zone, first, last, score in spans:
         inside = image_seqs[(image_seqs >= first) & (image_seqs <= last)]
         if inside.size == 0:

@@ -94,7 +94,7 @@ def find_roi(
     # The opening shaved thin parts of the image (a fan's corners): take the bounding box from the
     # closed mask, restricted to within one kernel of the chosen component.
     component = (labels == best).astype(np.uint8)
-    near = cv2.dilate(component, np.ones((k + 2, k + 2), np.uint8)) & closed
+    near = cv2.bitwise_and(cv2.dilate(component, np.ones((k + 2, k + 2), np.uint8)), closed)
     x, y, bw, bh = cv2.boundingRect(near)
     area = int(stats[best, cv2.CC_STAT_AREA])
     x0, y0 = int(np.floor(x / scale)), int(np.floor(y / scale))

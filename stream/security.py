@@ -1,6 +1,6 @@
 """Transport security for the engine's sockets: ZeroMQ CURVE keys, the client allow-list, the bind policy.
 
-Frames and results are patient data. The rule (DESIGN.md "Wire format", docs/security.md):
+Frames and results are patient data. The rule (docs/security.md; the sockets: docs/wire.md "Transport"):
 
 * a PUB or REP socket bound to a loopback endpoint (``tcp://127.*``, ``tcp://localhost``, ``tcp://[::1]``,
   ``ipc://``, ``inproc://``) may run in the clear;

@@ -1,6 +1,6 @@
 """Frame sources for the capture process: V4L2 device, recorded clip or network stream (PyAV),
-folder of images, DICOM multi-frame cine loop (pydicom), the synthetic live simulator, and a
-scripted-outage wrapper (a source that stops and resumes, for fault tests and demos).
+folder of images, DICOM multi-frame cine loop (pydicom) and the synthetic live simulator (the
+scripted-outage wrapper for fault tests lives in :mod:`stream.faults`).
 
 Every source has the same small interface, used only inside the capture process:
 
@@ -19,10 +19,9 @@ Every source has the same small interface, used only inside the capture process:
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -84,6 +83,11 @@ class Source:
 
     def close(self) -> None:
         pass
+
+    def shutdown(self) -> None:
+        """Release the source for good (the capture is ending): :meth:`close`, and for a wrapper whose
+        ``close`` keeps its inner source open across a retry, that inner source too."""
+        self.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,22 +323,23 @@ class DeviceSource(Source):
         if cap.isOpened():
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
             if self.fourcc:  # e.g. MJPG: USB HDMI grabbers give 1080p30 only compressed
-                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*self.fourcc))
             if self.requested["width"]:
                 cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.requested["width"])
             if self.requested["height"]:
                 cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.requested["height"])
             if self.requested["fps"]:
                 cap.set(cv2.CAP_PROP_FPS, self.requested["fps"])
-            got = {
+            got_fps = float(cap.get(cv2.CAP_PROP_FPS)) or None
+            got: dict[str, Any] = {
                 "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                 "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                "fps": float(cap.get(cv2.CAP_PROP_FPS)) or None,
+                "fps": got_fps,
                 "buffersize": int(cap.get(cv2.CAP_PROP_BUFFERSIZE)),
                 "fourcc": int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1"),
             }
             self._cap = cap
-            self.nominal_fps = got["fps"] or self.requested["fps"]
+            self.nominal_fps = got_fps or self.requested["fps"]
             return {
                 "kind": "device",
                 "target": path,
@@ -360,8 +365,9 @@ class DeviceSource(Source):
             self._av = av.open(path, format="v4l2", options=opts)
             stream = self._av.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
-            got = {"width": stream.width, "height": stream.height, "fps": float(rate) if rate else None}
-            self.nominal_fps = got["fps"] or self.requested["fps"]
+            got_fps = float(rate) if rate else None
+            got = {"width": stream.width, "height": stream.height, "fps": got_fps}
+            self.nominal_fps = got_fps or self.requested["fps"]
             self._av_frames = self._av.decode(stream)
             return {
                 "kind": "device",
@@ -557,6 +563,17 @@ class DicomSource(Source):
 # ---------------------------------------------------------------------------------------------
 # Synthetic live source (the simulator)
 # ---------------------------------------------------------------------------------------------
+class _SimulatorArgs(TypedDict):
+    """The ``synth.LiveSimulator`` arguments a synthetic source passes (and reports on open)."""
+
+    seed: int
+    probe: str
+    fps: float
+    schedule: list[tuple[int, int]] | None
+    height: int
+    width: int
+
+
 class SyntheticSource(Source):
     """``synth.LiveSimulator`` frames, endless, paced by the capture loop at ``fps``."""
 
@@ -572,7 +589,7 @@ class SyntheticSource(Source):
         height: int = 480,
         width: int = 640,
     ) -> None:
-        self.kwargs = {
+        self.kwargs: _SimulatorArgs = {
             "seed": seed,
             "probe": probe,
             "fps": fps,
@@ -601,72 +618,3 @@ class SyntheticSource(Source):
         t = self._i / self.nominal_fps if self.nominal_fps else None
         self._i += 1
         return image, t
-
-
-# ---------------------------------------------------------------------------------------------
-# Scripted outage (a source that stops and resumes)
-# ---------------------------------------------------------------------------------------------
-class OutageSource(Source):
-    """Wrap a source so that after ``after_frames`` frames it is gone for ``seconds``.
-
-    ``mode="error"``: reads raise :class:`SourceReadError` and re-opening fails (an unplugged
-    device); ``mode="stall"``: reads block (a grabber that stops delivering). The wrapped source
-    counts as live while wrapped, so the capture loop retries and recovers. Finite sources loop.
-    """
-
-    live = True
-    finite = False
-
-    def __init__(self, inner: Source, after_frames: int, seconds: float, mode: str = "error") -> None:
-        if mode not in ("error", "stall"):
-            raise ValueError(f"outage mode must be 'error' or 'stall', got {mode!r}")
-        self.inner = inner
-        self.after_frames = after_frames
-        self.seconds = seconds
-        self.mode = mode
-        self.source_id = inner.source_id
-        self.self_paced = inner.self_paced
-        self._count = 0
-        self._until: float | None = None
-        self._done = False
-        self._opened = False
-
-    @property
-    def nominal_fps(self) -> float | None:  # type: ignore[override]
-        return self.inner.nominal_fps
-
-    def _in_outage(self) -> bool:
-        return self._until is not None and time.monotonic() < self._until
-
-    def open(self) -> dict[str, Any]:
-        if self._in_outage():
-            raise SourceOpenError(f"{self.source_id}: scripted outage (source unplugged)")
-        if not self._opened:
-            info = self.inner.open()
-            self._opened = True
-            return {
-                **info,
-                "outage": {"after_frames": self.after_frames, "seconds": self.seconds, "mode": self.mode},
-            }
-        return {}
-
-    def read(self) -> tuple[np.ndarray, float | None] | None:
-        if not self._done and self._until is None and self._count >= self.after_frames:
-            self._until = time.monotonic() + self.seconds
-            self._done = True
-        if self._in_outage():
-            if self.mode == "error":
-                raise SourceReadError(f"{self.source_id}: scripted outage (read failed)")
-            time.sleep(max(0.0, self._until - time.monotonic()))  # type: ignore[operator]
-        out = self.inner.read()
-        if out is None:
-            self.inner.rewind()
-            out = self.inner.read()
-        self._count += 1
-        return out
-
-    def close(self) -> None:
-        """Keep the inner source open: a retry's ``open()`` resumes it where it stopped."""
-
-    def shutdown(self) -> None:
-        self.inner.close()

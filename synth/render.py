@@ -123,6 +123,8 @@ class Renderer:
         self, t: float, states: list[tuple[LungState, float]], label: LungState, frame_index: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Image and mask (uint8, frame size) at time ``t`` for a weighted mix of lung states."""
+        if not states:
+            raise ValueError("render: no lung state to draw; pass at least one (state, weight) pair")
         cfg, geo, wall = self.cfg, self.geo, self.wall
         rows, lines, world = geo.rows, geo.lines, wall.world
         p, o, dz = self.motion(t)
@@ -154,12 +156,13 @@ class Renderer:
         # Lung state lookup following the pleura.
         map_x = self.xgrid + np.float32(o % world)
         map_y = dmap + np.float32(D_OFF)
-        tex = None
+        tex: np.ndarray | None = None
         for st, w in states:
             look = cv2.remap(
                 st.tex, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
             )
             tex = look * np.float32(w) if tex is None else tex + look * np.float32(w)
+        assert tex is not None  # states is not empty (checked above)
         bline, cons_w, cons_e = cv2.split(tex)
 
         flicker = np.float32(1.0 + cfg.bline_flicker * math.sin(2 * np.pi * t * 1.7 + self.breath_phase))

@@ -1,4 +1,4 @@
-"""Suite-wide test settings: one thread per library (2-core CI), and the real-clip folder."""
+"""Suite-wide test settings: one thread per library (2-core CI), full wire validation, real clips."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 # Before any numerical library starts its pools: on 2 cores oversubscription is catastrophic.
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+# Tests check every published message against the wire schema (engines default to a 1-in-100 sample);
+# inherited by the engines and viewers the tests start as subprocesses.
+os.environ.setdefault("LUS_WIRE_VALIDATE", "all")
 
 import pytest  # noqa: E402
 

@@ -118,14 +118,14 @@ def sources_from_args(args: argparse.Namespace) -> list[dict[str, Any]]:
     for clip in clips:
         if not clip.is_file():
             raise SystemExit(f"--clip {clip}: no such file")
-        fps = ["--fps", str(args.fps)] if args.fps else []
+        fps_args = ["--fps", str(args.fps)] if args.fps else []
         out.append(
             {
                 "label": clip.name,
                 "kind": "clip",
                 "path": str(clip.resolve()),
                 "args": {
-                    "paced": ["--clip", str(clip.resolve()), *fps],
+                    "paced": ["--clip", str(clip.resolve()), *fps_args],
                     "afap": ["--clip", str(clip.resolve())],
                 },
                 "max_frames": args.max_frames,
@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     frames_torch = (
         models.frame is not None and load_manifest(models.frame, verify_file=False)["format"] != "onnx"
     )
-    if frames_torch:
+    if models.frame is not None and frames_torch:
         models.frame = models.frame.with_name(models.frame.name.replace(".torch.json", ".json"))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if models.frame is None:
@@ -409,13 +409,13 @@ def isolated_stages(
             )
         out["models"][backend] = per
     if models.frame is not None and frames:
-        from engines.manifest import model_file_path
+        from engines.manifest import require_model_file
         from stream.lanes import Prepared
 
         fm = load_manifest(models.frame, verify_file=False)
         feeds = [{"frame": Prepared(f).input(fm["preprocessing"])[0]} for f in frames[:16]]
         out["ort_optimisation"] = isolated.ort_optimisation_levels(
-            model_file_path(fm, models.frame), feeds, budget_s=args.model_seconds
+            require_model_file(fm, models.frame), feeds, budget_s=args.model_seconds
         )
     if example_msg is None:
         example_msg, _ = wire.example("frame")
@@ -433,7 +433,7 @@ def isolated_stages(
 def thread_budget(args: argparse.Namespace, src: dict[str, Any], models: Any) -> list[dict[str, Any]] | None:
     import numpy as np
 
-    from engines.manifest import load_manifest, model_file_path
+    from engines.manifest import load_manifest, require_model_file
     from stream.bench import isolated, threads
     from stream.lanes import Prepared
 
@@ -450,8 +450,8 @@ def thread_budget(args: argparse.Namespace, src: dict[str, Any], models: Any) ->
         mc = (m.get("parameters") or {}).get("mc_dropout")
         if mc:
             feed[mc["input"]] = np.ones((1, *mc["shape"]), dtype=np.float32)
-        segs.append((model_file_path(m, man), feed))
-    return threads.thread_matrix(model_file_path(fm, models.frame), feeds, segs, args.threads_seconds)
+        segs.append((require_model_file(m, man), feed))
+    return threads.thread_matrix(require_model_file(fm, models.frame), feeds, segs, args.threads_seconds)
 
 
 if __name__ == "__main__":

@@ -66,8 +66,8 @@ def _shapes(model: Any) -> dict[str, list[int] | None]:
         if not t.HasField("shape"):
             out[vi.name] = None
             continue
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-        out[vi.name] = None if any(d is None or d <= 0 for d in dims) else [int(d) for d in dims]
+        dims = [int(d.dim_value) if d.HasField("dim_value") else 0 for d in t.shape.dim]
+        out[vi.name] = None if any(d <= 0 for d in dims) else dims  # symbolic or unknown dims: 0
     for init in g.initializer:
         out[init.name] = [int(d) for d in init.dims]
     return out

@@ -153,13 +153,13 @@ def time_model(
         return {"available": False, "reason": str(err)}
     gflop = None
     try:
-        from engines.manifest import load_manifest, model_file_path
+        from engines.manifest import load_manifest, require_model_file
 
         m = load_manifest(manifest, verify_file=False)
         if m["format"] == "onnx":
             from stream.bench.flops import count_flops
 
-            fc = count_flops(model_file_path(m, manifest))
+            fc = count_flops(require_model_file(m, manifest))
             gflop = fc.gflop
     except Exception:
         gflop = None
@@ -212,7 +212,7 @@ def serialise_times(msg: dict[str, Any], topic: str = "frame", n: int = 2000) ->
     from stream import wire
 
     parts = wire.encode(topic, msg)
-    out = {}
+    out: dict[str, Any] = {}
     for label, fn in (
         ("encode_validated", lambda: wire.encode(topic, msg, check=True)),
         ("encode_unvalidated", lambda: wire.encode(topic, msg, check=False)),

@@ -17,7 +17,8 @@ LIBRARIES = ("numpy", "onnxruntime", "opencv-python-headless", "av", "pyzmq", "m
 
 
 def cpu_model_and_flags() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or platform.machine(), []
+    model: str = platform.processor() or platform.machine()
+    flags: list[str] = []
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

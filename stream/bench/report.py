@@ -1,4 +1,4 @@
-"""Benchmark report: the contract keys, the targets of issue 8, a Markdown table of every stage, and
+"""Benchmark report: the contract keys, the performance targets, a Markdown table of every stage, and
 PNG latency histograms + CDFs.
 
 Contract keys (nested dicts for the dotted names; ``tools/*`` and the lead's scripts read them):
@@ -33,7 +33,7 @@ CONTRACT_KEYS = (
     "machine",
 )
 
-#: every stage the Markdown report has a row for (issue 8: decode, ROI + preprocess, each model,
+#: every stage the Markdown report has a row for (decode, ROI + preprocess, each model,
 #: aggregate, serialise, publish→receive, end to end)
 STAGES = (
     "decode (isolated)",
@@ -145,7 +145,7 @@ def contract(result: dict[str, Any], backend: str = "onnxruntime") -> dict[str, 
 
 
 def targets(c: dict[str, Any], models: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Issue 8's targets against the contract numbers: (name, target, measured, met)."""
+    """The performance targets against the contract numbers: (name, target, measured, met)."""
     p = c["scoring_lane"]["paced"]
 
     def row(name: str, target: str, measured: Any, met: bool | None) -> dict[str, Any]:
@@ -236,7 +236,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Command: `{result.get('command', '')}`",
         "",
-        "## Targets (issue 8)",
+        "## Targets",
         "",
         "| target | wanted | measured | met |",
         "|---|---|---|---|",
@@ -416,7 +416,7 @@ def plots(samples: dict[str, dict[str, list[int]]], out_dir: Path) -> list[Path]
         stem = key.removesuffix("_ns")
         fig, ax = plt.subplots(figsize=(7, 4))
         hi = max(float(np.percentile(v, 99.5)) for v in series.values())
-        bins = np.linspace(0, max(hi, 1e-3) * 1.05, 60)
+        bins = np.linspace(0, max(hi, 1e-3) * 1.05, 60).tolist()
         for label, v in series.items():
             ax.hist(np.clip(v, 0, bins[-1]), bins=bins, histtype="step", label=f"{label} (n={v.size})")
         ax.set_xlabel("latency ms (clipped at p99.5)")
@@ -474,6 +474,9 @@ def write_report(
             for label, s in samples.items()
             for k, v in s.items()
         }
-        np.savez_compressed(out_dir / "samples.npz", **{k.replace("/", "_"): v for k, v in arrays.items()})
+        # Any: savez_compressed's stub types every keyword as allow_pickle's bool; these names ("label:key")
+        # can never be allow_pickle.
+        named: dict[str, Any] = {k.replace("/", "_"): v for k, v in arrays.items()}
+        np.savez_compressed(out_dir / "samples.npz", **named)
         files["samples"] = out_dir / "samples.npz"
     return files

@@ -48,7 +48,9 @@ def measure(n: int = 300, seed: int = 3) -> dict[str, float]:
     for k in range(n):
         for parts in encoded[k % len(encoded)]:
             view.ingest(parts)
-        picture, rect, seq = view.current_image()
+        current = view.current_image()
+        assert current is not None, "the demo scene has an image message"
+        picture, rect, seq = current
         overlay.render(picture, view.scene(seq), rect, overlay.Style())
     out["full path"] = n / (time.perf_counter() - t)
     return out

@@ -79,7 +79,8 @@ class VideoOut:
             self._t0 = t
         if (bgr.shape[1], bgr.shape[0]) != self._size:
             bgr = cv2.resize(bgr, self._size, interpolation=cv2.INTER_AREA)
-        pts = max(round((t - self._t0) * 1000), self._last_pts + 1)
+        t0 = t if self._t0 is None else self._t0
+        pts = max(round((t - t0) * 1000), self._last_pts + 1)
         frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
         frame.pts, frame.time_base = pts, fractions.Fraction(1, 1000)
         for packet in self._stream.encode(frame):
@@ -123,7 +124,7 @@ class LocalFrames:
             self._read += 1
             if self._sim is not None:
                 img = self._sim.next()[0]
-            else:
+            elif self._cap is not None:
                 ok, img = self._cap.read()
                 if not ok:  # end of the clip: keep the last picture
                     self._read = due
@@ -336,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                 render_fps, fps_t, fps_n = fps_n / (now - fps_t), now, 0
             if video is not None:
                 video.write(canvas, now)
-            if snapshot_n and rendered % snapshot_n == 0:
+            if snapshot_dir is not None and rendered % snapshot_n == 0:
                 cv2.imwrite(str(snapshot_dir / f"overlay_{rendered:06d}.png"), canvas)
             if window is not None and not window.show(canvas):
                 break

@@ -76,7 +76,8 @@ class SegLayer:
             if raw.ndim != 2:
                 raise ValueError(f"seg uncertainty map must be one channel, got shape {raw.shape}")
             unc = raw.astype(np.float32) / float(np.iinfo(raw.dtype).max)
-        return cls(cmap.astype(np.uint8), tuple(int(v) for v in msg["roi"]), unc)
+        x, y, w, h = (int(v) for v in msg["roi"])
+        return cls(cmap.astype(np.uint8), (x, y, w, h), unc)
 
 
 def _decode_png(data: bytes, what: str) -> np.ndarray:
@@ -327,7 +328,8 @@ def layout_banners(banners: Sequence[Banner], width: int, height: int) -> Banner
         if total <= BANNER_MAX_FRACTION * height or scale <= BANNER_MIN_SCALE:
             break
         scale = max(BANNER_MIN_SCALE, round(scale - 0.05, 2))
-    rows, y = [], 0
+    rows: list[tuple[Banner, int, int, list[str]]] = []
+    y = 0
     budget = max(first_h, int(BANNER_MAX_FRACTION * height))
     for b, lines in zip(shown, wrapped, strict=True):
         if rows and y + first_h > budget:
@@ -446,6 +448,7 @@ def render(image: np.ndarray | None, scene: Scene, view_rect: Sequence[int] | No
     ``min_height``: smaller images are scaled up (aspect kept) so that the panel's text fits.
     """
     style = style or Style()
+    canvas: np.ndarray
     if image is None:
         canvas = np.zeros((*blank_hw, 3), np.uint8)
     elif image.ndim == 2:
@@ -458,7 +461,8 @@ def render(image: np.ndarray | None, scene: Scene, view_rect: Sequence[int] | No
         f = min_height / canvas.shape[0]
         canvas = cv2.resize(canvas, (round(canvas.shape[1] * f), min_height), interpolation=cv2.INTER_LINEAR)
     H, W = canvas.shape[:2]
-    cmap = CanvasMap(tuple(int(v) for v in view_rect), (H, W))
+    vx, vy, vw, vh = (int(v) for v in view_rect)
+    cmap = CanvasMap((vx, vy, vw, vh), (H, W))
     if scene.seg is not None and (style.show_contours or style.show_uncertainty):
         draw_segmentation(canvas, scene.seg, cmap, style)
     if style.show_boxes and scene.frame is not None and scene.frame.get("boxes"):

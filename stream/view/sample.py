@@ -149,7 +149,7 @@ def demo_scene_messages(image: np.ndarray, mask: np.ndarray, score: int, seq: in
     return msgs
 
 
-def demo_exam(scores: Sequence[int] | None = None, current: int | None = None, stream_id: str = "demo",
+def demo_exam(scores: Sequence[int | None] | None = None, current: int | None = None, stream_id: str = "demo",
               protocol: str = "soldati14") -> dict[str, Any]:
     """An ``exam`` message after walking the zones with ``scores`` (None entries stay unscored)."""
     from stream.exam import PROTOCOLS, ExamSession

@@ -23,6 +23,7 @@ import contextlib
 import os
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -173,13 +174,13 @@ def check_display(backend: str = "tk", env: dict[str, str] | None = None, timeou
     Windows and macOS have a native display (tkinter and OpenCV need no X server there). Elsewhere
     ``DISPLAY`` must name an X server that accepts connections; Wayland alone (no XWayland, so no
     ``DISPLAY``) is a display only for the OpenCV backend, whose GUI build may speak Wayland."""
-    env = os.environ if env is None else env
-    display = env.get("DISPLAY") or None
+    environ: Mapping[str, str] = os.environ if env is None else env
+    display = environ.get("DISPLAY") or None
     if sys.platform in ("win32", "darwin"):  # native windows (Tk on macOS is Aqua, not XQuartz)
         return DisplayCheck("ok", display)
     if display is None:
-        if backend == "opencv" and env.get("WAYLAND_DISPLAY"):
-            return DisplayCheck("ok", env["WAYLAND_DISPLAY"])
+        if backend == "opencv" and environ.get("WAYLAND_DISPLAY"):
+            return DisplayCheck("ok", environ["WAYLAND_DISPLAY"])
         return DisplayCheck("none")
     reachable, detail = x11_reachable(display, timeout)
     return DisplayCheck("ok" if reachable else "dead", display, detail)

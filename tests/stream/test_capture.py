@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import psutil
 import pytest
 
 from stream.capture import CaptureProcess, SourceSpec
@@ -248,7 +249,6 @@ def test_corrupt_clip_decodes_what_decodes_and_fails_at_the_end(tmp_path: Path) 
 
 def test_capture_process_exits_when_the_engine_is_killed(folder: Path) -> None:
     """kill -9 of the engine must not leave a capture process holding the device."""
-    psutil = pytest.importorskip("psutil")
     code = (
         "import sys, time\n"
         "from stream.capture import CaptureProcess, SourceSpec\n"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from engines import testing
 from stream.cli import _window, build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,7 +75,7 @@ def _free() -> str:
 
 @pytest.mark.timeout(90)
 def test_quick_demo_runs_end_to_end(tmp_path: Path) -> None:
-    testing = pytest.importorskip("engines.testing")
+    pytest.importorskip("torch", reason="the tiny test models are exported with torch")
     testing.make_tiny_onnx(tmp_path / "frame", "frame", size_hw=(32, 32), torch_export=False)
     out = subprocess.run(
         [sys.executable, "-m", "stream.demo", "--seconds", "7", "--pub", _free(), "--ctrl", _free(),

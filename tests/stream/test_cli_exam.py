@@ -14,6 +14,7 @@ import av
 import pytest
 import zmq
 
+from engines import testing
 from stream import wire
 from stream.control import request
 from stream.exam import DEMO_SCORES
@@ -48,7 +49,7 @@ def _wait_frames(pub: str, n: int, timeout_s: float = 30.0) -> int:
 
 @pytest.mark.timeout(90)
 def test_exam_commands_on_a_cli_engine(tmp_path: Path) -> None:
-    testing = pytest.importorskip("engines.testing")
+    pytest.importorskip("torch", reason="the tiny test models are exported with torch")
     testing.make_tiny_onnx(tmp_path / "frame", "frame", size_hw=(32, 32), torch_export=False)
     pub, ctrl = _free(), _free()
     engine = subprocess.Popen(

@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import pytest
 
+from engines import testing
 from stream import exam, report
 from stream.recorder import read_results
 
@@ -29,7 +30,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    testing = pytest.importorskip("engines.testing")
+    pytest.importorskip("torch", reason="the tiny test models are exported with torch")
     from engines import build_manifest, write_manifest
 
     root = tmp_path_factory.mktemp("models")
@@ -55,7 +56,8 @@ def test_scripted_zone_walk_on_the_engine(models: Path, tmp_path: Path) -> None:
                        publish_frames=True, record_frames=True, stream_id="exam-test", seg_every=4,
                        max_frames=LEAD_IN + len(exam.DEMO_SCORES) * DWELL + 120)
     engine = StreamEngine(cfg)
-    session = exam.attach(engine)
+    assert engine.g.exam is not None  # the exam stage is part of the engine's graph (EngineConfig.exam)
+    session = engine.g.exam.session
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     video = tmp_path / "overlay.mp4"
     viewer = subprocess.Popen([sys.executable, "-m", "stream.view.cli", "--connect", pub, "--window", "no",

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engines import testing
 from engines.preprocess import letterbox_geometry, preprocess
 from stream.frames import Frame
 from stream.lanes import (
@@ -69,7 +70,7 @@ def test_prepared_shares_the_letterbox_and_matches_preprocess() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> Path:
-    testing = pytest.importorskip("engines.testing")
+    pytest.importorskip("torch", reason="the tiny test models are exported with torch")
     root = tmp_path_factory.mktemp("models")
     testing.make_tiny_onnx(root / "frame", "frame", size_hw=(32, 32), torch_export=False)
     testing.make_tiny_onnx(root / "seg", "seg", name="seg-a", seed=1, size_hw=(26, 20), torch_export=False)
@@ -93,7 +94,7 @@ def test_find_models(tiny_models: Path, tmp_path: Path) -> None:
 
 def test_find_models_counts_each_model_once_beside_its_torch_program(tmp_path: Path) -> None:
     # NAME.torch.json (and plan manifests) sit beside NAME.json: one model, not two
-    testing = pytest.importorskip("engines.testing")
+    pytest.importorskip("torch", reason="the tiny test models are exported with torch")
     testing.make_tiny_onnx(tmp_path / "seg", "seg", name="seg-a", seed=1, size_hw=(26, 20), torch_export=True)
     assert (tmp_path / "seg" / "seg-a.torch.json").is_file()
     assert [p.name for p in find_models(tmp_path).seg] == ["seg-a.json"]

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+import synth
 from stream import wire
 from stream.view import overlay, sample
 from stream.view.overlay import BOX_COLOURS, CLASS_COLOURS, Banner, Scene, SegLayer, Style, render
@@ -122,7 +123,6 @@ def test_docs_overlay_png(tmp_path: Path) -> None:
 
     Written to a temporary folder; ``LUS_UPDATE_DOC_IMAGES=1`` also writes it to docs/img (a test run
     must not change tracked files)."""
-    synth = pytest.importorskip("synth")
     sim = synth.LiveSimulator(seed=3, schedule=[(0, 2)])
     for _ in range(5):
         image, score, mask = sim.next()

@@ -97,3 +97,33 @@ def test_stalled_subscriber_never_blocks_publish() -> None:
     pub.close()
     stalled.close()
     ctx.term()
+
+
+def test_sampled_validation_checks_the_first_and_then_one_in_a_hundred(monkeypatch) -> None:
+    """Production engines validate a sample: the first message of each topic, then every 100th. A bad
+    message in the sample raises naming the field; outside it, it is sent unchecked (the cost saved)."""
+    from stream.publisher import SAMPLE_EVERY, validation_mode
+
+    monkeypatch.delenv("LUS_WIRE_VALIDATE", raising=False)
+    assert validation_mode(True) == "all" and validation_mode(False) == "off"
+    with pytest.raises(ValueError, match="use one of"):
+        validation_mode("sometimes")
+    ctx = zmq.Context()
+    pub = Publisher(f"tcp://127.0.0.1:{free_port()}", context=ctx, validate="sample")
+    try:
+        good, _ = wire.example("video")
+        bad = good | {"score": 7}
+        with pytest.raises(wire.WireError, match=r"video\.score"):
+            pub.publish("video", dict(bad))  # the first video message is checked
+        for i in range(2 * SAMPLE_EVERY):
+            pub.publish("video", dict(bad if i == 5 else good, seq=i))  # message 5 is not in the sample
+        # checked: the refused first one, then messages 0 and 100; the refused one was never sent
+        assert pub.validated["video"] == 3 and pub.sent["video"] == 2 * SAMPLE_EVERY
+        frame, _ = wire.example("frame")
+        pub.publish("frame", frame)
+        assert pub.validated["frame"] == 1  # sampling counts per topic
+    finally:
+        pub.close()
+        ctx.term()
+    monkeypatch.setenv("LUS_WIRE_VALIDATE", "all")
+    assert validation_mode("sample") == "all" and validation_mode("off") == "all"

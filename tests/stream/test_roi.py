@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+import synth
 from stream.roi import RoiTracker, detect_roi, find_roi, iou
 
 H, W = 720, 1280
@@ -138,9 +139,6 @@ def test_real_full_screen_capture(real_clips_dir: Path) -> None:
 
 @pytest.mark.parametrize("probe", ["convex", "linear"])
 def test_simulator_frames_in_a_fake_ui_are_found(probe: str) -> None:
-    synth = pytest.importorskip("synth")
-    if not hasattr(synth, "LiveSimulator"):
-        pytest.skip("synth.LiveSimulator has not landed yet")
     sim = synth.LiveSimulator(seed=5, probe=probe, height=480, width=640)
     rng = np.random.default_rng(5)
     tracker = RoiTracker("auto")

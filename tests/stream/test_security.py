@@ -10,7 +10,7 @@ import pytest
 import zmq
 import zmq.auth
 
-from stream import security
+from stream import security, wire
 from stream.security import CurveServer, SecurityError, check_bind, configure_client, keygen
 
 WAIT_S = 1.5  # bounded wait for the negative cases (a refused handshake delivers nothing, ever)
@@ -194,10 +194,12 @@ def test_keygen_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_engine_sockets_with_curve_on_all_interfaces(keys: security.KeyFiles) -> None:
-    """H6's Publisher/ControlServer take a CurveServer: a 0.0.0.0 bind is then allowed and encrypted."""
-    publisher_mod = pytest.importorskip("stream.publisher")
-    control_mod = pytest.importorskip("stream.control")
+    """The engine's Publisher and ControlServer take a CurveServer: a 0.0.0.0 bind is then allowed and
+    encrypted."""
     import socket
+
+    from stream import control as control_mod
+    from stream import publisher as publisher_mod
 
     with socket.socket() as s, socket.socket() as s2:
         s.bind(("127.0.0.1", 0))
@@ -207,7 +209,7 @@ def test_engine_sockets_with_curve_on_all_interfaces(keys: security.KeyFiles) ->
     server = CurveServer.from_dir(ctx, keys.server_public.parent)
     with pytest.raises(SecurityError):
         publisher_mod.Publisher(f"tcp://0.0.0.0:{port}", context=ctx)
-    pub = publisher_mod.Publisher(f"tcp://0.0.0.0:{port}", context=ctx, curve=server, validate=False)
+    pub = publisher_mod.Publisher(f"tcp://0.0.0.0:{port}", context=ctx, curve=server)
     ctrl = control_mod.ControlServer(f"tcp://0.0.0.0:{port2}", context=ctx, curve=server).start()
     sub = _sub(ctx)
     configure_client(sub, keys.client_secret, keys.server_public)
@@ -221,7 +223,7 @@ def test_engine_sockets_with_curve_on_all_interfaces(keys: security.KeyFiles) ->
         got = False
         deadline = time.monotonic() + 10
         while not got and time.monotonic() < deadline:
-            pub.publish("status", {"v": 1, "stream_id": "s", "seq": 0, "t_capture_ns": 0, "t_publish_ns": 0})
+            pub.publish("status", wire.example("status")[0])
             got = bool(sub.poll(20))
         assert got
         req.send(msgpack_pack({"cmd": "help"}))

@@ -229,10 +229,7 @@ def test_device_that_is_not_a_camera_lists_what_was_tried(tmp_path: Path) -> Non
     assert str(fake) in message and "OpenCV" in message and "PyAV" in message
 
 
-def test_synthetic_source_when_the_simulator_is_there() -> None:
-    synth = pytest.importorskip("synth")
-    if not hasattr(synth, "LiveSimulator"):
-        pytest.skip("synth.LiveSimulator has not landed yet")
+def test_synthetic_source_through_the_capture_process() -> None:
     spec = SourceSpec("synthetic", seed=3, fps=200.0, height=120, width=160)
     with CaptureProcess(spec, capacity=16) as cap:
         frames = [cap.get(10.0) for _ in range(20)]

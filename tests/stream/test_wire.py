@@ -6,6 +6,7 @@ import copy
 import re
 
 import msgpack
+import numpy as np
 import pytest
 
 from stream import wire
@@ -21,7 +22,6 @@ def test_examples_round_trip(topic: str) -> None:
 
 
 def test_numpy_values_are_converted_not_pickled() -> None:
-    np = pytest.importorskip("numpy")
     msg, _ = wire.example("video")
     msg["probs"] = np.array([0.25, 0.25, 0.25, 0.25], dtype=np.float32)
     msg["score"] = np.int64(1)
@@ -101,7 +101,6 @@ def test_missing_payload_is_detected() -> None:
 
 
 def test_exam_fields_are_checked_through_the_one_validator() -> None:
-    pytest.importorskip("stream.exam")
     msg, _ = wire.example("exam")
     assert msg["zones"] and msg["n_zones"] == len(msg["zones"])
     del msg["zones"]

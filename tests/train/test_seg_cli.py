@@ -26,13 +26,13 @@ def test_train_evaluate_export_round_trip(tmp_path: Path) -> None:
                 "unet.filters=[4,4,4]",
                 "--set",
                 "unet.latent_channels=8",
-                "--sim",
+                "--synthetic",
                 "4",
-                "--sim-clips",
+                "--synthetic-clips",
                 "1",
-                "--sim-frames",
+                "--synthetic-frames",
                 "8",
-                "--sim-stride",
+                "--synthetic-stride",
                 "4",
                 "--out",
                 str(run),
@@ -86,7 +86,7 @@ def test_train_evaluate_export_round_trip(tmp_path: Path) -> None:
     n_test = len(read_splits(ds)["test"])
     assert f"2 frames, {n_test} patients" in (tmp_path / "ev" / "table.md").read_text()
     with pytest.raises(SystemExit, match="needs --data"):
-        main(["evaluate-seg", "--run", str(run), "--members", "unet", "--sim", "2", "--split", "test"])
+        main(["evaluate-seg", "--run", str(run), "--members", "unet", "--synthetic", "2", "--split", "test"])
     (ds / "splits.json").unlink()
     with pytest.raises(SystemExit, match=r"splits\.json: no 'test' patient list"):
         main([*args, "--split", "test"])
@@ -97,3 +97,24 @@ def test_train_evaluate_export_round_trip(tmp_path: Path) -> None:
     assert m["parameters"]["mc_dropout"]["shape"] == [8, 13, 10]
     assert m["metrics"]["onnx_parity_max_abs"] <= 1e-4
     assert "Not for clinical use" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_one_vocabulary_with_the_old_spellings_kept(capsys: pytest.CaptureFixture[str]) -> None:
+    """``lus-train seg`` speaks ``lus-train frame``'s options (``--synthetic N``, resume unless
+    ``--no-resume``); the old ``--sim*`` and ``--resume`` still work, hidden, with a note on stderr."""
+    from train.commands.seg import parse
+
+    new = parse(["--out", "r", "--synthetic", "3", "--synthetic-clips", "1", "--synthetic-frames", "8",
+                 "--synthetic-stride", "2"])  # fmt: skip
+    assert (new.synthetic, new.synthetic_clips, new.synthetic_frames, new.synthetic_stride) == (3, 1, 8, 2)
+    assert new.no_resume is False  # resumes by default, as lus-train frame does
+    assert capsys.readouterr().err == ""
+    old = parse(["--out", "r", "--sim", "3", "--sim-clips", "1", "--sim-frames", "8", "--sim-stride", "2",
+                 "--resume"])  # fmt: skip
+    assert vars(old) == vars(new)
+    err = capsys.readouterr().err
+    assert "--sim is deprecated; use --synthetic" in err and "--sim-stride is deprecated" in err
+    assert "--resume is deprecated" in err
+    assert parse(["--out", "r", "--synthetic", "3", "--no-resume"]).no_resume is True
+    with pytest.raises(SystemExit):
+        parse(["--out", "r", "--sim"])  # the alias still needs its value

@@ -53,6 +53,21 @@ def test_learns_and_resumes(tmp_path: Path) -> None:
     assert s2["steps"] == 110  # continued from step 100, not from 0
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert len(last["history"]["loss"]) == 110
+    assert "optimizer" in last and "optim" not in last  # the key lus-train frame's checkpoints use
+
+
+def test_resumes_a_checkpoint_with_the_old_optimizer_key(tmp_path: Path) -> None:
+    """Checkpoints written before the key was renamed ("optim" → "optimizer") still resume."""
+    data = _squares(8)
+    opts = TrainOptions(lr=3e-3, batch_size=4, max_steps=4, eval_every=2, augment=False, patience=0,
+                        val_frames=0, progress=False)  # fmt: skip
+    train_member(TINY, data, data, opts, tmp_path / "run")
+    path = tmp_path / "run" / "last.pt"
+    ck = torch.load(path, weights_only=False)
+    ck["optim"] = ck.pop("optimizer")
+    torch.save(ck, path)
+    longer = TrainOptions(**{**opts.__dict__, "max_steps": 6})
+    assert train_member(TINY, data, data, longer, tmp_path / "run", resume=True)["steps"] == 6
 
 
 def test_class_weights_follow_pixel_frequency() -> None:

@@ -1,4 +1,4 @@
-"""SORD targets against the reference numbers of issue 3 (the authors' implementation), and the loss."""
+"""SORD targets against reference numbers from the authors' SORD implementation, and the loss."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The trainable uninorm layer (train/models/uninorm.py): the issue's reference numbers, the closed
-form against the literal fold, the e = 0 / e = 1 edges, gradients into e, and the clamp."""
+"""The trainable uninorm layer (train/models/uninorm.py): reference values worked out from the definition,
+the closed form against the literal fold, the e = 0 / e = 1 edges, gradients into e, and the clamp."""
 
 from __future__ import annotations
 

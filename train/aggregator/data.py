@@ -1,6 +1,6 @@
 """Reading and checking a ``--frame-probs`` file: per-frame score probabilities of labelled clips.
 
-Format (issue 3)::
+Format (docs/aggregation.md, "Training: `lus-train aggregator`")::
 
     {"videos": [{"video_id": str, "patient_id": str, "label": int 0-3,
                  "probs": [[p0, p1, p2, p3], ... one row per frame ...], "fold": optional int}, ...]}

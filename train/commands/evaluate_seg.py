@@ -1,7 +1,7 @@
 """``lus-train evaluate-seg``: Table IV (Roy et al. 2020) for a trained run's members and ensemble.
 
     lus-train evaluate-seg --run runs/seg-lite            # held-out patients saved by training
-    lus-train evaluate-seg --run runs/seg-lite --data DIR # or any dataset folder / --sim N
+    lus-train evaluate-seg --run runs/seg-lite --data DIR # or any dataset folder / --synthetic N
     lus-train evaluate-seg --run runs/seg-lite --data DIR --split test  # its splits.json test patients
 
 Writes RUN/eval/{table.md, metrics.json, fig5.png, fig6.png}.
@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         models[name], _, _ = load_member(args.run / name / args.checkpoint)
     if args.split != "all" and args.data is None:
         raise SystemExit(f"--split {args.split} needs --data DIR (a dataset folder with splits.json)")
-    if args.data is not None or args.sim is not None:
-        samples, source = load_source(args, seed=args.seed + 1000), str(args.data or f"sim:{args.sim}")
+    if args.data is not None or args.synthetic is not None:
+        samples = load_source(args, seed=args.seed + 1000)
+        source = str(args.data or f"synthetic:{args.synthetic}")
         if args.split != "all":
             samples = split_by_patients(samples, split_patients(args.data, args.split))[1]
             source += f", {args.split} patients of its splits.json"

@@ -1,5 +1,6 @@
 """``lus-train frame-probs``: run a trained frame model over a dataset and write its per-frame
-probabilities in the aggregator's input format (issue 3, ``train.frame.probs``).
+probabilities in the aggregator's input format (``train.aggregator.data``; written by
+``train.frame.probs``).
 
     lus-train frame-probs runs/frame/regstn --data data/new-patients --out probs.json
 

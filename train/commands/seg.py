@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from train.commands import deprecated_alias
 from train.seg.config import member, override, preset
 from train.seg.data import patient_split, split_by_patients
 from train.seg.loop import TrainOptions, train_member
@@ -82,12 +83,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--resume", action="store_true", help="continue from RUN/MEMBER/last.pt")
+    ap.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start over even if RUN/MEMBER/last.pt exists (default: continue from it)",
+    )
+    deprecated_alias(ap, "--resume", "resuming is the default (--no-resume starts over)", dest="no_resume",
+                     takes_value=False, const=False)  # fmt: skip
     return ap.parse_args(argv)
 
 
 def read_dataset_split(args: argparse.Namespace) -> list[str] | None:
-    """Test patients from DATA/splits.json unless --own-split (or the source is --sim)."""
+    """Test patients from DATA/splits.json unless --own-split (or the source is --synthetic)."""
     if args.data is None or args.own_split:
         return None
     from train.data.layout import read_splits
@@ -97,16 +104,16 @@ def read_dataset_split(args: argparse.Namespace) -> list[str] | None:
 
 
 def write_summary(args: argparse.Namespace, summaries: list[dict], command: str, minutes: float) -> None:
-    """RUN/train_summary.json; a run that trains some members again (``--resume``, ``--members``)
-    replaces their entries, keeps the others, and appends its command to ``commands``. With
-    ``--resume`` a member's ``cpu_minutes_all``/``minutes_all`` add up all its sessions."""
+    """RUN/train_summary.json; a run that trains some members again (resumed, or ``--members``)
+    replaces their entries, keeps the others, and appends its command to ``commands``. Unless
+    ``--no-resume``, a member's ``cpu_minutes_all``/``minutes_all`` add up all its sessions."""
     path = args.out / "train_summary.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     if old.get("preset") not in (None, args.preset):
         old = {}
     previous = {m["member"]: m for m in old.get("members", [])}
     for s in summaries:
-        before = previous.get(s["member"], {}) if args.resume else {}
+        before = previous.get(s["member"], {}) if not args.no_resume else {}
         s["cpu_minutes_all"] = round(
             before.get("cpu_minutes_all", before.get("cpu_minutes", 0.0)) + s["cpu_minutes"], 2
         )
@@ -119,7 +126,7 @@ def write_summary(args: argparse.Namespace, summaries: list[dict], command: str,
     doc = {
         "preset": args.preset,
         "members": merged,
-        "data": str(args.data or f"sim:{args.sim}"),
+        "data": str(args.data or f"synthetic:{args.synthetic}"),
         "command": " && ".join(commands),
         "commands": commands,
         "minutes_total": round(float(old.get("minutes_total", 0.0)) + minutes, 2),
@@ -198,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         member_opts = dataclasses.replace(
             opts, max_minutes=minutes[cfg.name], max_wall_minutes=wall[cfg.name]
         )
-        summaries.append(train_member(cfg, train, val, member_opts, args.out / cfg.name, resume=args.resume))
+        resume = not args.no_resume
+        summaries.append(train_member(cfg, train, val, member_opts, args.out / cfg.name, resume=resume))
     for s in summaries:  # every rank: replicas must agree (checked by tests/train/test_seg_ddp.py)
         print(f"[seg] rank {s['rank']} {s['member']} params sha256 {s['param_sha256']}", flush=True)
     if rank0:

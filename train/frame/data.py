@@ -155,7 +155,7 @@ def letterbox_all(frames: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
 
 def load_layout(root: str | Path, input_hw: tuple[int, int], progress: bool = True) -> FrameTable:
     """Read an ICLUS-DB-style folder (``train.data.layout``) into a :class:`FrameTable`."""
-    from train.data import layout  # the data layer (foundation issue)
+    from train.data import layout  # the data layer: dataset folders, clips, labels (docs/dataset.md)
 
     records = layout.read_dataset(root)
     if not records:

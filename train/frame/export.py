@@ -1,7 +1,7 @@
-"""Export a frame model to ONNX for the runtime (issue 3 "Export"): input ``frame`` [batch, 1, H, W],
-outputs ``probs`` [batch, 4] (softmax over scores 0–3) and ``theta`` [batch, 2, 2, 3] (θ1 then θ2,
-affine_grid convention, normalised input coordinates, align_corners=False), dynamic batch, opset 17,
-weights inside the file. The graph uses only ops ONNX Runtime and TensorRT's parser both support
+"""Export a frame model to ONNX for the runtime (docs/frame_model.md "Export"): input ``frame``
+[batch, 1, H, W], outputs ``probs`` [batch, 4] (softmax over scores 0–3) and ``theta`` [batch, 2, 2, 3]
+(θ1 then θ2, affine_grid convention, normalised input coordinates, align_corners=False), dynamic batch,
+opset 17, weights inside the file. The graph uses only ops ONNX Runtime and TensorRT's parser both support
 (the sampling grid is a MatMul, then GridSample). Parity with PyTorch is checked with ONNX Runtime
 at export (max abs diff ≤ 1e-4), and the manifest is written with ``engines.manifest``.
 
@@ -109,7 +109,7 @@ def frame_manifest(
     metrics: dict[str, Any] | None = None,
     parameters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest (COMMON.md contract) for an exported frame model."""
+    """The manifest (engines/manifest.schema.json) for an exported frame model."""
     h, w = int(input_hw[0]), int(input_hw[1])
     return mf.build_manifest(
         model_file=onnx_path,

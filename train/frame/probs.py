@@ -1,4 +1,4 @@
-"""Write per-frame probabilities in the aggregator's input format (issue 3):
+"""Write per-frame probabilities in the aggregator's input format (``train.aggregator.data``):
 ``{"videos": [{"video_id", "patient_id", "label", "probs": [[p0, p1, p2, p3], ...], "fold"?}]}``,
 one row per frame in frame order; ``label`` is the clip label (by default the majority of the
 clinicians' scores, ties → lower; ``video_label="first"`` takes the first clinician's, as the paper

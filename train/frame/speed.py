@@ -1,6 +1,7 @@
 """Inference cost of frame-model configurations: GFLOP per frame (counted from the layers) and
 ONNX Runtime CPU milliseconds per frame (batch 1, one intra-op thread), so the CPU default can be
-chosen by measurement (issue 8 "CPU budget"). Weights are random: cost does not depend on them.
+chosen by measurement (the CPU budget: docs/frame_model.md "Choosing the CPU default"). Weights are
+random: cost does not depend on them.
 
 ``python -m train.frame.speed`` prints a Markdown table for the standard candidates.
 """

@@ -13,7 +13,7 @@ translation learned.
 Export-friendly: the sampling grid is a MatMul of a constant base grid [H·W, 3] with θᵀ (no
 AffineGrid op), followed by ``grid_sample`` (bilinear, zeros, align_corners=False). Optionally
 the localisation network sees a ``loc_downsample``× average-pooled frame while the sampler crops
-from the full-resolution frame (CPU budget, issue 8).
+from the full-resolution frame (the CPU budget: docs/frame_model.md "Choosing the CPU default").
 
 The ``random`` crop mode is the Table I baseline "CNN + random crops + SORD": no Φstn; during
 training each crop gets a random scale in [0.5, 1] and a random translation keeping it inside the

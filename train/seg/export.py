@@ -1,4 +1,4 @@
-"""ONNX export of segmentation members with their manifests (team contract, COMMON.md).
+"""ONNX export of segmentation members with their manifests (engines/manifest.schema.json, docs/engines.md).
 
 One ONNX file per member serves both uses: inputs ``image`` [batch, 1, 260, 200] float32
 (symmetric scaling) and ``dropout_mask`` [batch, C, h, w] float32 (values 0 or 1/(1−p), applied to

@@ -159,10 +159,10 @@ def train_member(
         ck = torch.load(last_path, map_location="cpu", weights_only=False)
         if ck["config"] != cfg.to_dict():
             raise ValueError(
-                f"{last_path} was trained with another config: use a fresh --out or drop --resume"
+                f"{last_path} was trained with another config: use a fresh --out or --no-resume"
             )
         model.load_state_dict(ck["model"])
-        optim.load_state_dict(ck["optim"])
+        optim.load_state_dict(ck["optimizer"] if "optimizer" in ck else ck["optim"])  # "optim": older runs
         step, best, best_step, stale, history = (
             ck["step"],
             ck["best"],
@@ -269,7 +269,7 @@ def train_member(
                     {
                         "config": cfg.to_dict(),
                         "model": model.state_dict(),
-                        "optim": optim.state_dict(),
+                        "optimizer": optim.state_dict(),
                         "step": step,
                         "best": best,
                         "best_step": best_step,

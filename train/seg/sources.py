@@ -1,7 +1,8 @@
 """Where segmentation samples come from on the command line, and the run folder's split files.
 
 ``--data DIR`` reads an ICLUS-DB-style folder (``train.data``; ``tools/make_synthetic.py`` writes
-one); ``--sim N`` simulates N patients in memory (``synth``). Training writes the patient split to
+one); ``--synthetic N`` simulates N patients in memory (``synth``; the same option as ``lus-train frame``,
+``--sim N`` is its deprecated old spelling). Training writes the patient split to
 ``RUN/split.json`` and the held-out samples to ``RUN/test.npz`` so that evaluation uses exactly the
 patients the members never saw.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from train.commands import deprecated_alias
 from train.data.layout import read_splits
 from train.seg.data import SegSamples, from_layout, from_simulator
 
@@ -21,10 +23,15 @@ from train.seg.data import SegSamples, from_layout, from_simulator
 def add_source_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("data")
     g.add_argument("--data", type=Path, help="ICLUS-DB-style dataset folder (frames + LabelMe masks)")
-    g.add_argument("--sim", type=int, metavar="N", help="simulate N patients in memory instead of --data")
-    g.add_argument("--sim-clips", type=int, default=2, help="clips per simulated patient")
-    g.add_argument("--sim-frames", type=int, default=40, help="frames per simulated clip")
-    g.add_argument("--sim-stride", type=int, default=4, help="use every k-th simulated frame")
+    g.add_argument(
+        "--synthetic", type=int, metavar="N", help="simulate N patients in memory instead of --data"
+    )
+    g.add_argument("--synthetic-clips", type=int, default=2, help="clips per simulated patient (default 2)")
+    g.add_argument("--synthetic-frames", type=int, default=40, help="frames per simulated clip (default 40)")
+    g.add_argument("--synthetic-stride", type=int, default=4, help="every k-th simulated frame (default 4)")
+    for suffix in ("", "-clips", "-frames", "-stride"):  # the old spellings (before the two commands agreed)
+        new = f"--synthetic{suffix}"
+        deprecated_alias(g, f"--sim{suffix}", f"use {new}", dest=new[2:].replace("-", "_"), type=int)
     g.add_argument(
         "--probe",
         default="all",
@@ -34,14 +41,16 @@ def add_source_args(ap: argparse.ArgumentParser) -> None:
 
 
 def load_source(args: argparse.Namespace, seed: int = 0) -> SegSamples:
-    if (args.data is None) == (args.sim is None):
+    if (args.data is None) == (args.synthetic is None):
         raise SystemExit(
-            "give exactly one data source: --data DIR (dataset folder) or --sim N (simulate N patients)"
+            "give exactly one data source: --data DIR (dataset folder) or --synthetic N (simulate N patients)"
         )
     if args.data is not None:
         samples = from_layout(args.data, None if args.probe == "all" else args.probe)
     else:
-        samples = from_simulator(args.sim, args.sim_clips, args.sim_frames, args.sim_stride, seed=seed)
+        samples = from_simulator(
+            args.synthetic, args.synthetic_clips, args.synthetic_frames, args.synthetic_stride, seed=seed
+        )
     return samples.filter_probe(None if args.probe == "all" else args.probe)
 
 
@@ -71,7 +80,7 @@ def save_samples(samples: SegSamples, path: Path) -> None:
 def load_samples(path: Path) -> SegSamples:
     if not Path(path).is_file():
         raise FileNotFoundError(
-            f"{path} not found: train with `lus-train seg --out RUN` first, or pass --data/--sim"
+            f"{path} not found: train with `lus-train seg --out RUN` first, or pass --data/--synthetic"
         )
     z = np.load(path, allow_pickle=False)
     return SegSamples(
