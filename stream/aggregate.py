@@ -103,29 +103,6 @@ def _log(x: float) -> float:
 # ------------------------------------------------------------------------------------------ uninorm
 
 
-def uninorm(a: float, b: float, e: float) -> float:
-    """The binary min-uninorm ``U_e(a, b)`` (direct formula, float64): the reference for the streaming
-    state. The neutral element is returned exactly and each region's result is kept inside the region
-    (rounding cannot move a value across ``e``)."""
-    if a == e:
-        return b
-    if b == e:
-        return a
-    if a <= e and b <= e:  # e > 0 here: a = b = e = 0 returned above
-        return min(a * b / e, a, b)
-    if a >= e and b >= e:  # e < 1 here
-        return max(1.0 - (1.0 - a) * (1.0 - b) / (1.0 - e), a, b)
-    return min(a, b)
-
-
-def fold(values: Sequence[float], e: float) -> float:
-    """Direct left fold ``U_e(…U_e(U_e(e, v_1), v_2)…, v_n)`` in float64 (underflows on long inputs)."""
-    state = float(e)
-    for v in values:
-        state = uninorm(state, float(v), e)
-    return state
-
-
 class _UninormMath:
     """Per-score constants and the map from the log-domain state to value and ordering key."""
 

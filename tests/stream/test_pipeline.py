@@ -35,8 +35,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
-    testing = pytest.importorskip("engines.testing")
-    from engines import build_manifest, write_manifest
+    pytest.importorskip("torch", reason="the tiny test models are exported with torch")
+    from engines import build_manifest, testing, write_manifest
 
     root = tmp_path_factory.mktemp("models")
     testing.make_tiny_onnx(root / "frame", "frame", size_hw=(32, 32), torch_export=False)
@@ -176,7 +176,7 @@ def test_afap_clip_is_lossless(models: Path, tmp_path: Path) -> None:
     assert rec.topic("status")[-1].msg["drops"]["capture"] == 0
 
 
-def _afap_fps(models: Path, tmp_path: Path, stalled: bool) -> tuple[float, int]:
+def _afap_images(models: Path, tmp_path: Path, stalled: bool) -> int:
     ctx = zmq.Context()
     eng = Engine(models, "--synthetic", "--as-fast-as-possible", "--max-frames", "400", "--publish-frames",
                  "--record-frames", "--record", str(tmp_path))
@@ -189,19 +189,17 @@ def _afap_fps(models: Path, tmp_path: Path, stalled: bool) -> tuple[float, int]:
         sub.connect(eng.pub)
     assert eng.wait(120) == 0, eng.err
     rec = read_results(next(tmp_path.glob("*.lusr.msgpack")))
-    frames = rec.topic("frame")
-    span = (frames[-1].msg["t_publish_ns"] - frames[0].msg["t_publish_ns"]) / 1e9
     if sub is not None:
         sub.close(0)
     ctx.term()
-    return (len(frames) - 1) / span, len(rec.topic("image"))
+    return len(rec.topic("image"))
 
 
 def test_stalled_subscriber_costs_nothing(models: Path, tmp_path: Path) -> None:
-    base_fps, images = _afap_fps(models, tmp_path / "a", stalled=False)
-    stalled_fps, images_stalled = _afap_fps(models, tmp_path / "b", stalled=True)
+    images = _afap_images(models, tmp_path / "a", stalled=False)
+    images_stalled = _afap_images(models, tmp_path / "b", stalled=True)
     assert images == images_stalled == 400  # everything published and recorded in both runs (≈14 MB)
-    assert stalled_fps > 0.5 * base_fps, (base_fps, stalled_fps)  # loose: a 2-core machine is noisy
+    # what it costs in throughput is measured, not asserted: tools/bench_stalled_subscriber.py
 
 
 def test_control_survives_garbage_then_stops(models: Path) -> None:

@@ -51,7 +51,9 @@ class ListSource:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
-    testing = pytest.importorskip("engines.testing")
+    pytest.importorskip("torch", reason="the tiny test models are exported with torch")
+    from engines import testing
+
     root = tmp_path_factory.mktemp("models")
     testing.make_tiny_onnx(root / "frame", "frame", size_hw=(32, 32), torch_export=False)
     return root

@@ -150,7 +150,8 @@ def test_viewer_with_curve_keys(tmp_path: Path) -> None:
 
 def test_cli_prints_records_and_snapshots(pub, tmp_path: Path) -> None:
     sock, endpoint, _ = pub
-    synth = pytest.importorskip("synth")
+    import synth
+
     sim = synth.LiveSimulator(seed=5, schedule=[(0, 3)])
     out, snaps = tmp_path / "overlay.mp4", tmp_path / "snaps"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -188,7 +189,6 @@ def test_cli_prints_records_and_snapshots(pub, tmp_path: Path) -> None:
 
 def test_cli_local_frames_and_two_streams_without_engines(tmp_path: Path) -> None:
     """--frames-from synthetic pictures, two --connect views tiled, no engine running: 'waiting' banners."""
-    pytest.importorskip("synth")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     snaps = tmp_path / "snaps"
     proc = subprocess.run(
