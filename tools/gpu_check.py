@@ -30,12 +30,10 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # runs from a plain checkout, without installing the package
-    sys.path.insert(0, str(REPO))
+from engines import Engine, EngineError, Ensemble, load_engine, load_manifest, mc_dropout
+from engines.torch_backend import torch_manifest_path
 
-from engines import Engine, EngineError, Ensemble, load_engine, load_manifest, mc_dropout  # noqa: E402
-from engines.torch_backend import torch_manifest_path  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def discover(models_dir: Path) -> dict[str, list[Path]]:

@@ -32,11 +32,10 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from stream.aggregate import make_aggregator
+from stream.recorder import read_results
 
-from stream.aggregate import make_aggregator  # noqa: E402
-from stream.recorder import read_results  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SCORE_COLOURS = ("#2c7bb6", "#abd9e9", "#fdae61", "#d7191c")
 BASELINES = ("max_argmax", "argmax_mean")

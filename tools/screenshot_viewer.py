@@ -31,11 +31,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from stream.control import request
+from stream.view.window import x11_reachable
 
-from stream.control import request  # noqa: E402
-from stream.view.window import x11_reachable  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -30,8 +30,9 @@ def test_quantize_writes_a_loadable_int8_model_and_the_comparison(tmp_path: Path
     from engines import load_engine
     from engines.testing import make_tiny_onnx
 
-    sys.path.insert(0, str(REPO / "tools"))
-    import quantize
+    spec = importlib.util.spec_from_file_location("tool_quantize", REPO / "tools" / "quantize.py")
+    quantize = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(quantize)  # type: ignore[union-attr]
 
     manifest = make_tiny_onnx(tmp_path / "m", "frame", size_hw=(32, 32), torch_export=False)
     clips = tmp_path / "clips"
