@@ -222,6 +222,34 @@ def serialise_times(msg: dict[str, Any], topic: str = "frame", n: int = 2000) ->
         walls, cpu = _timed(fn, n)
         out[label] = _summary(walls, cpu)
     out["bytes"] = sum(len(p) for p in parts)
+    out |= publish_times(msg, topic, n)
+    return out
+
+
+def publish_times(msg: dict[str, Any], topic: str = "frame", n: int = 2000) -> dict[str, Any]:
+    """``Publisher.publish`` per message (stamp, pack, validate as configured, non-blocking send; no
+    subscriber, no recorder) with ``--validate all``, ``sample`` (the default) and ``off``."""
+    import os
+    import socket
+
+    from stream.publisher import Publisher
+
+    out: dict[str, Any] = {}
+    saved = os.environ.pop("LUS_WIRE_VALIDATE", None)  # measure the modes as configured
+    try:
+        for mode in ("all", "sample", "off"):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+            pub = Publisher(endpoint, validate=mode)
+            try:
+                walls, cpu = _timed(lambda p=pub: p.publish(topic, dict(msg)), n)
+            finally:
+                pub.close()
+            out[f"publish_{mode}"] = _summary(walls, cpu)
+    finally:
+        if saved is not None:
+            os.environ["LUS_WIRE_VALIDATE"] = saved
     return out
 
 

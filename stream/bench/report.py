@@ -353,8 +353,10 @@ def markdown(result: dict[str, Any]) -> str:
             "| step | p50 µs | p99 µs |",
             "|---|---|---|",
         ]
-        for k in ("encode_validated", "encode_unvalidated", "unpack_subscriber", "decode_validated"):
-            lines.append(f"| {k} | {_f(ser[k]['p50_ms'] * 1e3, 1)} | {_f(ser[k]['p99_ms'] * 1e3, 1)} |")
+        for k in ("encode_validated", "encode_unvalidated", "unpack_subscriber", "decode_validated",
+                  "publish_all", "publish_sample", "publish_off"):
+            if k in ser:  # the publish rows: Publisher.publish with --validate all / sample / off
+                lines.append(f"| {k} | {_f(ser[k]['p50_ms'] * 1e3, 1)} | {_f(ser[k]['p99_ms'] * 1e3, 1)} |")
         lines.append("")
     thr = result.get("threads")
     if thr:
