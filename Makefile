@@ -12,20 +12,27 @@ export LUS_REAL_CLIPS ?= $(abspath ../shared/data/real-clips)
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: setup demo test lint check-install check-runtime models clean
+.PHONY: setup serve-env demo test lint check-install check-runtime models clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(TORCH_PINS) -e '.[train,dev]'
+	$(PIP) install -q $(TORCH_PINS) -e '.[train,dev,serve]'
 	touch $@
 
 setup: $(VENV)/.installed
 
+# The Triton server's own venv (PyTriton 0.7 needs numpy<2; docs/serving.md); the lus-serve tests use it.
+SERVE_VENV := $(VENV)/serve
+$(SERVE_VENV)/bin/python: $(VENV)/.installed
+	$(PY) -m engines.triton_server setup-env $(SERVE_VENV)
+
+serve-env: $(SERVE_VENV)/bin/python
+
 demo: setup
 	$(PY) -m stream.demo
 
-test: setup lint typecheck check-install
+test: setup serve-env lint typecheck check-install
 	$(PY) -m pytest -q
 
 lint: setup

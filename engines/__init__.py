@@ -1,7 +1,9 @@
-"""Running compiled models: one Engine interface over TensorRT, ONNX Runtime and PyTorch backends,
-engine manifests, ensembles and MC-dropout sampling. Knows nothing about video or ZeroMQ.
+"""Running compiled models: one Engine interface over TensorRT, ONNX Runtime, PyTorch and Triton
+Inference Server backends, engine manifests, ensembles and MC-dropout sampling. Knows nothing about
+video or ZeroMQ.
 
-Imports no torch, TensorRT or pycuda at import time (each backend imports its library when used).
+Imports no torch, TensorRT, pycuda or tritonclient at import time (each backend imports its library
+when used).
 """
 
 from engines.base import (
@@ -22,6 +24,7 @@ from engines.manifest import (
     validate_manifest,
     write_manifest,
 )
+from engines.triton_backend import EngineUnavailableError, ServedModelMismatchError
 
 __all__ = [
     "BACKENDS",
@@ -29,10 +32,12 @@ __all__ = [
     "Engine",
     "EngineError",
     "EngineInputError",
+    "EngineUnavailableError",
     "Ensemble",
     "ManifestError",
     "McDropoutResult",
     "PlanMismatchError",
+    "ServedModelMismatchError",
     "TensorSpec",
     "build_manifest",
     "load_engine",

@@ -7,6 +7,10 @@
 2. ``onnxruntime`` — if installed, with the best provider it offers (TensorRT EP, CUDA EP, CPU);
 3. ``torch`` — if installed and a ``NAME.torch.json`` artefact sits beside the ONNX file.
 
+``backend="triton"`` (never picked by ``auto``) runs the model on a Triton Inference Server at
+``triton_url`` (``HOST:PORT``, gRPC): the served model named by the manifest's ``name``, checked
+against the manifest's tensors at load (``engines.triton_backend``; start a server with ``lus-serve``).
+
 An explicit backend that cannot be met raises :class:`BackendUnavailableError` (or its subclass
 :class:`PlanMismatchError`) with the reason and the fix — it never silently falls back.
 ``engine.selection`` records why the backend was chosen.
@@ -15,14 +19,14 @@ An explicit backend that cannot be met raises :class:`BackendUnavailableError` (
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from engines.base import BackendUnavailableError, Engine, EngineError, PlanMismatchError
 from engines.manifest import load_manifest
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch", "triton")
 
 
 def _have(module: str) -> bool:
@@ -84,14 +88,20 @@ def load_engine(
     precision: str | None = None,
     cuda_graph: bool = False,
     providers: Sequence[str] | None = None,
+    triton_url: str | None = None,
+    triton_options: Mapping[str, Any] | None = None,
 ) -> Engine:
     """Load the model a manifest (or a model file with its manifest beside it) describes.
 
     ``threads``: CPU threads (ORT intra-op; torch's process-wide pool). ``device``/``precision``/
     ``cuda_graph``: torch backend (precision also picks among TensorRT plans). ``providers``: ORT.
+    ``triton_url`` (``HOST:PORT``) and ``triton_options`` (keywords of
+    :class:`engines.triton_backend.TritonEngine`: ``timeout_s``, ``retry``, TLS files): backend ``triton``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: use one of {list(BACKENDS)}")
+    if (triton_url is not None or triton_options) and backend != "triton":
+        raise ValueError(f"triton_url/triton_options are for backend 'triton', not {backend!r}")
     path = Path(manifest_path)
     m = load_manifest(path)  # validates and checks the model file's sha256
     if path.suffix != ".json":
@@ -101,6 +111,18 @@ def load_engine(
             f"{path}: an {m['task']} manifest has no model file to run; read its parameters instead "
             "(e.g. stream.aggregate.load_neutral_elements)"
         )
+    if backend == "triton":
+        # the model runs on the server, addressed by name: any manifest of it (ONNX, plan, torch) will do
+        from engines.triton_backend import TritonEngine
+
+        if not triton_url:
+            raise BackendUnavailableError(
+                f"{path}: backend 'triton' needs the server's address, triton_url='HOST:PORT' "
+                "(lus-serve listens on 127.0.0.1:8001 by default)"
+            )
+        remote = TritonEngine(m, path, triton_url, **dict(triton_options or {}))
+        remote.selection = f"asked for: Triton server at {remote.url}"
+        return remote
     torch_kw = dict(device=device, precision=precision or "fp32", cuda_graph=cuda_graph, threads=threads)
 
     if m["format"] == "tensorrt-plan":

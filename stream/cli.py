@@ -143,8 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-scoring", action="store_true",
                    help="run without a frame-score model (no frame or clip scores: capture, segmentation "
                    "and recording only)")
-    m.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
-                   help="inference backend (auto: the fastest available)")
+    m.add_argument("--backend", default="auto",
+                   choices=("auto", "tensorrt", "onnxruntime", "torch", "triton"),
+                   help="inference backend (auto: the fastest available here; triton: the models served by a "
+                   "Triton Inference Server at --triton-url, e.g. lus-serve)")
+    m.add_argument("--triton-url", default=None, metavar="HOST:PORT",
+                   help="with --backend triton: the server's gRPC address (default 127.0.0.1:8001)")
     m.add_argument("--threads", type=_positive(int), default=None,
                    help="scoring-lane intra-op threads (default: from the core count, see docs/wire.md)")
     m.add_argument("--max-batch", type=_positive(int), default=8,
@@ -255,6 +259,8 @@ def engine_config(args: argparse.Namespace, spec: Any = None) -> Any:  # -> stre
         insecure=args.insecure, seed=args.seed, publish_frames=args.publish_frames,
         record_frames=args.record_frames, keys_dir=args.keys,
         store_patient_id=getattr(args, "store_patient_id", False),
+        triton_url=(getattr(args, "triton_url", None) or "127.0.0.1:8001")
+        if getattr(args, "backend", "auto") == "triton" else None,
         validate=getattr(args, "validate", "sample"),
     )
 

@@ -123,10 +123,14 @@ def find_models(engines_dir: str | Path) -> ModelSet:
     return found
 
 
-def load_model(manifest_path: str | Path, backend: str = "auto", threads: int | None = None) -> Any:
-    """An :class:`engines.Engine` for a manifest on the chosen backend."""
+def load_model(manifest_path: str | Path, backend: str = "auto", threads: int | None = None,
+               triton_url: str | None = None) -> Any:
+    """An :class:`engines.Engine` for a manifest on the chosen backend (``triton``: served at
+    ``triton_url``)."""
     from engines import load_engine
 
+    if backend == "triton":
+        return load_engine(manifest_path, backend=backend, triton_url=triton_url)
     return load_engine(manifest_path, backend=backend, threads=threads)
 
 

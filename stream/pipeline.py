@@ -43,6 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from engines.triton_backend import EngineUnavailableError
 from stream import messages, wire
 from stream.control import DEFAULT_CTRL, ControlServer
 from stream.exam import ExamSession, ExamStage
@@ -99,6 +100,7 @@ class EngineConfig:
     publish_frames: bool = False
     record_frames: bool = False
     keys_dir: Path | None = None  # CURVE keys as written by `lus-stream keygen DIR`
+    triton_url: str | None = None  # backend "triton": the inference server's gRPC HOST:PORT
     exam: bool = True  # the exam stage (control commands exam_start/zone/freeze/..., topic "exam")
     store_patient_id: bool = False  # exam patient ids in the clear (default: salted sha256)
     validate: str = "sample"  # wire validation of published messages: "all" | "sample" | "off"
@@ -298,13 +300,14 @@ def compose(cfg: EngineConfig, source: FrameSource | None = None) -> Graph:
     # prepare → score: every waiting frame (≤ max_batch) as one batch; letterbox shared by both lanes
     scoring = None
     if models.frame is not None:
-        scoring = ScoringLane(load_model(models.frame, cfg.backend, threads[0]), max_batch=cfg.max_batch)
+        scoring = ScoringLane(load_model(models.frame, cfg.backend, threads[0], cfg.triton_url),
+                              max_batch=cfg.max_batch)
     connect("prepare", "score", "list[Prepared], one model call", DIRECT)
 
     # prepare → segment: the newest prepared frame, whenever the (niced) lane is free
     segmentation = None
     if models.seg:
-        members = [load_model(p, cfg.backend, threads[1]) for p in models.seg]
+        members = [load_model(p, cfg.backend, threads[1], cfg.triton_url) for p in models.seg]
         segmentation = SegmentationLane(members, cfg.mc_samples, cfg.mc_every, seed=cfg.seed)
     seg_slot = LatestSlot()
     connect("prepare", "segment", "Prepared (every --seg-every frames)", LATEST_ONLY)
@@ -407,6 +410,8 @@ class StreamEngine:
         self.score_rate = RateMeter()
         self.seg_rate = RateMeter()
         self.seg_runs = 0
+        self.scoring_lost = 0  # frames not scored: the (remote) frame model was unreachable
+        self.seg_lost = 0  # segmentation runs not made for the same reason
         self._last_seg_offer = -(10**9)
         self.state_override: str | None = None
         self.on_video: list[Callable[[dict[str, Any]], None]] = []  # further video consumers (tests, tools)
@@ -448,9 +453,11 @@ class StreamEngine:
         if lane is None:
             return messages.lane_status(False, f"no {what} model in {self.cfg.engines_dir}")
         engines = lane.members if isinstance(lane, SegmentationLane) else [lane.engine]
-        return messages.lane_status(True, None, fps=round(fps, 3), model=lane.label,
+        lost = [e for e in engines if getattr(e, "state", "ok") == "lost"]
+        reason = f"model server unreachable: {getattr(lost[0], 'last_error', None)}" if lost else None
+        return messages.lane_status(True, reason, fps=round(fps, 3), model=lane.label,
                                     backend=",".join(sorted({str(e.backend) for e in engines})),
-                                    domain=lane.domain, dataset=lane.dataset)
+                                    domain=lane.domain, dataset=lane.dataset, state="lost" if lost else "ok")
 
     def status_message(self) -> dict[str, Any]:
         now = time.monotonic_ns()
@@ -458,12 +465,12 @@ class StreamEngine:
         g = self.g
         seg = self._lane(g.segmentation, self.seg_rate.rate(now), "segmentation")
         if g.segmentation is not None:
-            seg |= {"runs": self.seg_runs, "members": len(g.segmentation.members),
-                    "mc_samples": g.segmentation.mc_samples, "every": self.cfg.seg_every,
-                    "threads": g.threads[1]}
+            seg |= {"runs": self.seg_runs, "lost_frames": self.seg_lost,
+                    "members": len(g.segmentation.members), "mc_samples": g.segmentation.mc_samples,
+                    "every": self.cfg.seg_every, "threads": g.threads[1]}
         scoring = self._lane(g.scoring, self.score_rate.rate(now), "frame-score")
         if g.scoring is not None:
-            scoring |= {"runs": self.frames_scored, "threads": g.threads[0]}
+            scoring |= {"runs": self.frames_scored, "threads": g.threads[0], "lost_frames": self.scoring_lost}
         state = self.state_override or str(st.get("state") or "running")
         if state not in wire.SOURCE_STATES:
             state = "running"
@@ -473,7 +480,8 @@ class StreamEngine:
             source_id=str(st.get("source_id") or getattr(g.source, "source_id", "?")), state=state,
             scoring=scoring, segmentation=seg,
             drops={"capture": int(st.get("dropped") or 0), "publish": g.publisher.dropped,
-                   "segmentation_skipped": g.seg_slot.replaced, "roi_search": int(st.get("roi_search") or 0)},
+                   "segmentation_skipped": g.seg_slot.replaced, "roi_search": int(st.get("roi_search") or 0),
+                   "scoring_lost": self.scoring_lost},
             latency_ns=self.latency.percentiles(now_ns=now), latency_window_s=LATENCY_WINDOW_S,
             frames_scored=self.frames_scored, last_frame_seq=self.last_seq, aggregator=self.settings,
             security=g.publisher.security, recording=str(g.recorder.path) if g.recorder else None,
@@ -507,7 +515,15 @@ class StreamEngine:
             self.frames_seen += len(batch)
             self.last_seq = batch[-1].frame.seq
             return
-        results: list[FrameResult] = lane.run(batch)
+        try:
+            results: list[FrameResult] = lane.run(batch)
+        except EngineUnavailableError as err:  # a served model is gone: these frames are dropped, counted,
+            self.scoring_lost += len(batch)  # never scored as zeros; the engine probes and recovers
+            self.frames_seen += len(batch)
+            self.last_seq = batch[-1].frame.seq
+            if self.scoring_lost == len(batch) or self.scoring_lost % 100 < len(batch):
+                log.warning("scoring lane: %s (%d frames dropped so far)", err, self.scoring_lost)
+            return
         clips = [g.clip.fold(res, prep.frame.t_capture_ns) for prep, res in zip(batch, results, strict=True)]
         for prep, res, clip in zip(batch, results, clips, strict=True):
             fr = prep.frame
@@ -541,6 +557,8 @@ class StreamEngine:
                 continue
             try:
                 self._segment(lane, prep)
+            except EngineUnavailableError:  # counted; the status says the lane's model is lost
+                self.seg_lost += 1
             except Exception:
                 log.exception("segmentation lane failed on frame %d", prep.frame.seq)
 

@@ -189,6 +189,7 @@ COMMON: dict[str, Check] = {
     "t_publish_ns": _ns,
 }
 
+LANE_STATES = ("ok", "lost")
 _lane_status = _map(
     {"enabled": _bool, "fps": _num(0.0), "model": _nullable(_str()), "backend": _nullable(_str())},
     {
@@ -201,6 +202,9 @@ _lane_status = _map(
         # what the lane's model was trained on (its manifest's training.domain / training.dataset)
         "domain": _nullable(_str()),  # "synthetic" | "real" | "mixed" | "unknown"
         "dataset": _nullable(_str()),
+        # a remote (Triton) model: "ok", or "lost" while the server or the model is unreachable
+        "state": _str(LANE_STATES),
+        "lost_frames": _int(0),  # frames this lane could not run because its model was unreachable
     },
 )
 
@@ -297,7 +301,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "lanes": _map({"scoring": _lane_status, "segmentation": _lane_status}),
             "drops": _map(
                 {"capture": _int(0), "publish": _int(0), "segmentation_skipped": _int(0)},
-                {"roi_search": _int(0)},
+                {"roi_search": _int(0), "scoring_lost": _int(0)},
             ),
             "latency_ms": _map(
                 {"p50": _nullable(_num(0.0)), "p95": _nullable(_num(0.0)), "p99": _nullable(_num(0.0)),

@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 # Before any numerical library starts its pools: on 2 cores oversubscription is catastrophic.
@@ -33,3 +44,173 @@ def real_clips_dir() -> Path:
     if not (path / "index.csv").is_file():
         pytest.skip(f"LUS_REAL_CLIPS={value} has no index.csv: point it at shared/data/real-clips")
     return path
+
+
+# ------------------------------------------------------------------------------- lus-serve (Triton) servers
+# Shared by the Triton tests (tests/engines/test_triton_serve.py, tests/stream/test_triton_engine.py): the
+# `lus_serve` fixture starts `python -m engines.triton_server` in its own process group on free loopback ports
+# (in the server venv, `make serve-env`) and kills and cleans up whatever is still running at the end.
+_REPO = Path(__file__).resolve().parents[1]
+_SERVE_START_TIMEOUT_S = 120.0
+_SHORT_DIRS: list[Path] = []
+
+
+def _serve_python() -> str:
+    """The server venv's Python (``make serve-env``); skips the test with the fix when there is none."""
+    from engines.triton_server import find_serve_python, server_env_problem
+
+    if server_env_problem() is None:
+        return sys.executable
+    py = find_serve_python()
+    if py is None:
+        pytest.skip(
+            f"no PyTriton server environment: {server_env_problem()}; create it with "
+            "`lus-serve setup-env` (or set LUS_SERVE_PYTHON)"
+        )
+    return str(py)
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass
+class Server:
+    """One lus-serve process (its own process group) and what it leaves behind."""
+
+    proc: subprocess.Popen[bytes]
+    grpc: int
+    http: int
+    metrics: int
+    workspace: Path
+    log: Path
+    token_file: Path
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.grpc}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.is_file() else ""
+
+    def group_members(self) -> list[str]:
+        """Command lines of the server's process group still running (zombies, awaiting their reaper, are
+        not)."""
+        out = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == self.proc.pid and fields[0] != "Z":  # pgrp, state
+                    out.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200])
+            except OSError:
+                continue
+        return out
+
+    def group_alive(self) -> bool:
+        return bool(self.group_members())
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM (a clean stop); SIGKILL the group if it does not end in time."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return int(self.proc.returncode)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group (the server 'lost'), then remove what a clean stop would have."""
+        folders, shm = self._leftovers()
+        if self.group_alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while self.group_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for folder in folders:
+            subprocess.run(["rm", "-rf", str(folder)], check=False)
+        for path in shm | set(Path("/dev/shm").glob(f"pytrtion{self.proc.pid}-*")):
+            path.unlink(missing_ok=True)
+        subprocess.run(["rm", "-rf", str(self.workspace)], check=False)
+
+    def _leftovers(self) -> tuple[list[Path], set[Path]]:
+        """What the group's processes hold that a SIGKILL leaves behind: Triton's /tmp/folderXXXXXX model
+        folders (from its stubs' command lines) and the /dev/shm segments they map."""
+        folders, shm = [], set()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(proc.name)) != self.proc.pid:
+                    continue
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                maps = (proc / "maps").read_text(errors="replace")
+            except (OSError, ProcessLookupError):
+                continue
+            for arg in argv:
+                m = re.match(rb"^(/tmp/folder\w{6})/", arg)
+                if m:
+                    folders.append(Path(m.group(1).decode()))
+            shm |= {Path(p) for p in re.findall(r"(/dev/shm/\S+)", maps)}
+        return folders, shm
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+
+def _start_lus_serve(tmp: Path, models: list[Path], ports: list[int] | None = None, *extra: str) -> Server:
+    """lus-serve on ``ports`` (free ones by default); its log and token in ``tmp``, its workspace in
+    a short folder under /tmp (PyTriton's Unix socket paths must stay under 108 bytes)."""
+    py = _serve_python()
+    grpc, http, metrics = ports or _free_ports(3)
+    tmp.mkdir(parents=True, exist_ok=True)
+    n = len(list(tmp.glob("server*.log")))
+    log, token = tmp / f"server{n}.log", tmp / f"token{n}"
+    short = Path(tempfile.mkdtemp(prefix="lst", dir="/tmp"))
+    _SHORT_DIRS.append(short)
+    workspace = short / "ws"  # made by the server, removed by it on stop
+    env = dict(os.environ, PYTHONPATH=str(_REPO), OMP_NUM_THREADS="1", LUS_SERVE_REEXEC="1")
+    cmd = [py, "-m", "engines.triton_server", "--models", *map(str, models),
+           "--grpc-port", str(grpc), "--http-port", str(http), "--metrics-port", str(metrics),
+           "--threads", "1", "--workspace", str(workspace), "--access-token-file", str(token), *extra]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                cwd=tmp)
+    server = Server(proc, grpc, http, metrics, workspace, log, token)
+    deadline = time.monotonic() + _SERVE_START_TIMEOUT_S
+    while "lus-serve: ready" not in server.log_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            text = server.log_text()
+            server.kill()
+            pytest.fail(f"lus-serve did not start (exit {proc.returncode}):\n{text[-3000:]}")
+        time.sleep(0.1)
+    return server
+
+
+@pytest.fixture
+def lus_serve() -> Iterator[Callable[..., Server]]:
+    """``lus_serve(tmp, models, ports=None, *extra_args) -> Server`` (also ``lus_serve.free_ports(n)``);
+    every server started is stopped and its folders removed when the test ends."""
+    started: list[Server] = []
+
+    def start(tmp: Path, models: list[Path], ports: list[int] | None = None, *extra: str) -> Server:
+        server = _start_lus_serve(tmp, models, ports, *extra)
+        started.append(server)
+        return server
+
+    start.free_ports = _free_ports  # type: ignore[attr-defined]
+    yield start
+    for s in started:
+        if s.proc.poll() is None or s.group_alive():
+            s.kill()
+    while _SHORT_DIRS:
+        shutil.rmtree(_SHORT_DIRS.pop(), ignore_errors=True)

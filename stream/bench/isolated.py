@@ -242,8 +242,12 @@ def publish_times(msg: dict[str, Any], topic: str = "frame", n: int = 2000) -> d
                 s.bind(("127.0.0.1", 0))
                 endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
             pub = Publisher(endpoint, validate=mode)
+
+            def publish_one(p: Publisher = pub) -> None:
+                p.publish(topic, dict(msg))
+
             try:
-                walls, cpu = _timed(lambda p=pub: p.publish(topic, dict(msg)), n)
+                walls, cpu = _timed(publish_one, n)
             finally:
                 pub.close()
             out[f"publish_{mode}"] = _summary(walls, cpu)
