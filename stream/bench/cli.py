@@ -13,6 +13,10 @@ run's engine log, command and results file under ``OUT/runs/``.
 
     tools/bench.py --clip CLIP --json results/bench.json --out results/latest
     tools/bench.py --synthetic --out results/synthetic
+
+``tools/bench.py triton ...`` (``lus-stream bench triton``) is the served-model benchmark instead: the frame
+model behind ``lus-serve`` (Triton) against in-process ONNX Runtime for 1, 2 and 4 concurrent streams
+(:mod:`stream.bench.triton`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark the real lus-stream engine (capture process, lanes, aggregator, publisher, "
         "a subscriber process) per stage and end to end, on each available backend, against a naive "
         "PyTorch loop. Writes JSON, Markdown and PNGs.",
+        epilog="`%(prog)s triton --help`: the served-model benchmark (lus-serve/Triton against in-process "
+        "ONNX Runtime for 1, 2 and 4 concurrent streams).",
     )
     src = p.add_argument_group("sources (at least one)")
     src.add_argument(
@@ -181,7 +187,12 @@ def _onnx_manifests(models: Any) -> dict[str, Path]:
 
 # ------------------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["triton"]:
+        from stream.bench import triton
+
+        return triton.main(argv[1:])
+    args = build_parser().parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from tqdm import tqdm
 

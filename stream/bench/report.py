@@ -397,6 +397,75 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------- Triton (bench triton)
+def _batch_sizes(sizes: dict[Any, int] | None) -> str:
+    if sizes is None:
+        return "–"
+    return "{" + ", ".join(f"{k}: {v}" for k, v in sorted((int(k), v) for k, v in sizes.items())) + "}"
+
+
+def triton_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The Markdown table of :mod:`stream.bench.triton`'s rows (one per streams × backend)."""
+    lines = [
+        "| streams | backend | p50 ms | p99 ms | max ms | frames | executions | mean batch | batch sizes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        execs = "–" if r.get("executions") is None else str(r["executions"])
+        lines.append(
+            f"| {r['streams']} | {r['backend']} | {_f(r['p50_ms'], 2)} | {_f(r['p99_ms'], 2)} | "
+            f"{_f(r['max_ms'], 2)} | {r['frames']} | {execs} | {_f(r.get('mean_batch'), 2)} | "
+            f"{_batch_sizes(r.get('batch_sizes'))} |"
+        )
+    return lines
+
+
+def triton_markdown(result: dict[str, Any]) -> str:
+    """``triton.md``: served (Triton) vs in-process ONNX Runtime per number of streams."""
+    m = result.get("machine", {})
+    srv = result.get("server") or {}
+    clocks = "in step" if result.get("phase") == "same" else "at random offsets"
+    lines = [
+        f"# lus-stream benchmark: Triton vs in-process ONNX Runtime — {result.get('created_utc', '')}",
+        "",
+        f"Machine: {m.get('cpu_model')} · {m.get('cores')} cores · git {m.get('git_revision')} · "
+        f"load average at start {_f(result.get('load_average_start'), 2)}",
+        "",
+        f"Command: `{result.get('command', '')}`",
+        "",
+        f"Model `{result.get('model')}` ({result.get('manifest')}); {result.get('frames_decoded')} frames of "
+        f"`{Path(str(result.get('clip'))).name}` (ROI-cropped, preprocessed as the lanes do), each stream "
+        f"sending one frame every {_f(1e3 / result['fps'], 1)} ms ({_f(result['fps'], 0)} fps) for "
+        f"{_f(result['seconds'], 0)} s, frame clocks {clocks}. Latency: one `engine.infer` call per frame, "
+        f"as the client sees it. ONNX Runtime threads: {result.get('threads')} per in-process engine and "
+        "per served model.",
+        "",
+        f"Server: {srv.get('ready') or srv.get('url')}"
+        + (f" (`{srv['serve_args']}`)" if srv.get("serve_args") else ""),
+        "",
+        *triton_table(result.get("rows", [])),
+        "",
+        "Executions and batch sizes: `triton` from the server's statistics (`get_inference_statistics`, "
+        "executions per batch size the dynamic batcher formed, during that phase); `onnxruntime` runs one "
+        "session per frame in its stream's thread (batch 1 by construction).",
+        "",
+    ]
+    for r in result.get("rows", []):
+        what = ""
+        if r["backend"] == "triton":
+            what = (
+                f"{r['inferences']} inferences in {r['executions']} executions, batch sizes "
+                f"{_batch_sizes(r.get('batch_sizes'))}; "
+                if r.get("executions") is not None
+                else "server statistics unavailable; "
+            )
+        lines.append(f"- N={r['streams']} {r['backend']}: {what}{r['late']} of {r['frames']} calls longer "
+                     f"than the frame interval, {r['errors']} failed.")  # fmt: skip
+    for note in result.get("notes", []):
+        lines.append(f"- {note}")
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------------- plots
 def plots(samples: dict[str, dict[str, list[int]]], out_dir: Path) -> list[Path]:
     """Latency histograms and CDFs (end to end, per run) as PNGs; returns the files written."""
