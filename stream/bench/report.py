@@ -213,7 +213,7 @@ def _stage_rows(run: dict[str, Any], iso: dict[str, Any]) -> list[tuple[str, dic
         ("capture→lane wait", s["stages"]["wait"], "ring buffer + batching"),
         ("preprocess", s["stages"]["preprocess"], "per batch, in the engine"),
         ("infer (per frame)", s["infer_per_frame"], f"batch mean {_f(s['mean_batch'], 2)}"),
-        ("aggregate", s["aggregate_batch1"], "batch-1 frames (later frames of a batch include publishing)"),
+        ("aggregate", s["aggregate_batch1"], "batch-1 frames: this frame's clip-aggregator fold"),
         ("serialise (isolated)", ser, "wire.encode incl. validation"),
         ("publish", s["stages"]["publish"], "ready → socket lock"),
         ("publish→receive", s["publish_to_receive"], "encode + send + TCP + subscriber unpack"),
