@@ -36,6 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engines.base import Engine
 from engines.manifest import training_domain
 from engines.preprocess import Letterbox, letterbox, scale_intensity
 from stream.frames import Frame
@@ -124,7 +125,7 @@ def find_models(engines_dir: str | Path) -> ModelSet:
 
 
 def load_model(manifest_path: str | Path, backend: str = "auto", threads: int | None = None,
-               triton_url: str | None = None) -> Any:
+               triton_url: str | None = None) -> Engine:
     """An :class:`engines.Engine` for a manifest on the chosen backend (``triton``: served at
     ``triton_url``)."""
     from engines import load_engine
@@ -134,17 +135,17 @@ def load_model(manifest_path: str | Path, backend: str = "auto", threads: int | 
     return load_engine(manifest_path, backend=backend, threads=threads)
 
 
-def model_label(engine: Any) -> str:
+def model_label(engine: Engine) -> str:
     m = engine.manifest
     return f"{m.get('name', '?')} {m.get('version', '?')}"
 
 
-def model_domain(engine: Any) -> str:
+def model_domain(engine: Engine) -> str:
     """What a model was trained on: "synthetic" | "real" | "mixed" | "unknown" (its manifest)."""
     return training_domain(getattr(engine, "manifest", None) or {})
 
 
-def model_dataset(engine: Any) -> str | None:
+def model_dataset(engine: Engine) -> str | None:
     """The manifest's ``training.dataset`` text, or None."""
     tr = (getattr(engine, "manifest", None) or {}).get("training")
     dataset = tr.get("dataset") if isinstance(tr, dict) else None
@@ -228,7 +229,7 @@ class FrameResult:
 class ScoringLane:
     """Reg-STN on a batch of prepared frames."""
 
-    def __init__(self, engine: Any, max_batch: int = 8) -> None:
+    def __init__(self, engine: Engine, max_batch: int = 8) -> None:
         self.engine = engine
         self.spec = engine.manifest["preprocessing"]
         limit = getattr(engine, "max_batch", None)
@@ -314,7 +315,8 @@ class SegResult:
 class SegmentationLane:
     """The segmentation ensemble (deterministic) with optional MC-dropout uncertainty."""
 
-    def __init__(self, members: Sequence[Any], mc_samples: int = 0, mc_every: int = 1, seed: int = 0) -> None:
+    def __init__(self, members: Sequence[Engine], mc_samples: int = 0, mc_every: int = 1, seed: int = 0
+                 ) -> None:
         from engines import Ensemble
 
         if not members:
