@@ -206,6 +206,7 @@ class _Capture:
         self.last_frame = time.monotonic()
         self.times: collections.deque[int] = collections.deque(maxlen=64)
         self.period: float | None = None
+        self.exit_error: str | None = None  # why reading ended with an error (read_next sets it)
 
     def publish_status(self, **changes: Any) -> None:
         self.status.update(changes)
@@ -273,7 +274,7 @@ class _Capture:
             threading.Thread(target=self.watchdog, name="capture-watchdog", daemon=True).start()
         pacer = Pacer(self.period, self.sleep) if paced else None
         seq = 0
-        self.exit_error: str | None = None
+        self.exit_error = None
         try:
             while not ring.stop_requested:
                 item = self.read_next(live)

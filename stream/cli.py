@@ -199,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--exam-dwell-s", type=_positive(float), default=3.0, help=argparse.SUPPRESS)
     o.add_argument("--validate", choices=("all", "sample", "off"), default="sample",
                    help="check published messages against the wire schema: every one (debug, tests), "
-                   "the first of each topic and then 1 in 100 (default; a failure is a bug and stops the "
-                   "engine with the message named), or none")
+                   "the first of each topic and then 1 in 100 (default), or none; a failure is a bug: it "
+                   "stops the engine on the scoring path, is logged elsewhere (docs/wire.md)")
     o.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="logging level")
     return p
@@ -240,13 +240,17 @@ def engine_config(args: argparse.Namespace, spec: Any = None) -> Any:  # -> stre
 
     spec = source_spec(args) if spec is None else spec
     engines_dir = args.engines or default_engines(spec.kind)
+    if getattr(args, "triton_url", None) and getattr(args, "backend", "auto") != "triton":
+        raise ValueError(f"--triton-url {args.triton_url} needs --backend triton (the other backends run the "
+                         "models in this process)")
     if engines_dir is None:
         raise ValueError("no models are installed with this lus-stream (the package data lus_stream_models "
                          "is missing): reinstall lus-stream, or give a model folder with --engines DIR")
     if not getattr(args, "no_scoring", False) and find_models(engines_dir).frame is None:
-        raise ValueError(f"no frame-score model in {engines_dir} (looked for frame/*.json with task "
-                         "'frame-score'): give a model folder with --engines DIR, reinstall lus-stream for "
-                         "its shipped models, or add --no-scoring to run without scores")
+        raise ValueError(f"no frame-score model in {engines_dir} (looked for frame/*.json, or where its "
+                         "models.json points, with task 'frame-score'): give a model folder with --engines "
+                         "DIR, reinstall lus-stream for its shipped models, or add --no-scoring to run "
+                         "without scores")
     return EngineConfig(
         source=spec, engines_dir=engines_dir, backend=args.backend,
         pub=args.pub,

@@ -23,13 +23,14 @@ SOURCE_TREE = Path(__file__).resolve().parents[1] / "models"
 
 
 def models_root() -> Path | None:
-    """The installed ``lus_stream_models`` package folder, else the source tree's ``models/``; None if neither
-    exists (a broken install)."""
+    """The installed ``lus_stream_models`` package folder (it wins over a checkout's ``models/`` when both
+    exist: in an editable install they are the same folder), else the source tree's ``models/``; None if
+    neither holds a ``frame/`` folder (a broken install)."""
     spec = importlib.util.find_spec(PACKAGE)
     for location in (spec.submodule_search_locations or []) if spec is not None else []:
         if Path(location, "frame").is_dir():
             return Path(location)
-    return SOURCE_TREE if SOURCE_TREE.is_dir() else None
+    return SOURCE_TREE if (SOURCE_TREE / "frame").is_dir() else None
 
 
 def default_engines(source_kind: str | None = None) -> Path | None:

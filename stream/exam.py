@@ -104,6 +104,7 @@ class _Clip:
     frames: int = 0
     first_seq: int | None = None
     last_seq: int | None = None
+    tie: list[int] = field(default_factory=list)  # the tied scores when the clip score is no decision
 
 
 @dataclass
@@ -210,6 +211,7 @@ class ExamSession:
             if c.first_seq is None:
                 c.first_seq = int(msg["seq"])
             c.clip, c.score, c.probs = clip, int(msg["score"]), [float(p) for p in msg["probs"]]
+            c.tie = [int(s) for s in msg.get("tie") or []]
             c.frames, c.last_seq = int(msg.get("frames", c.frames + 1)), int(msg["seq"])
 
     def freeze(self, zone: Any = None) -> ZoneResult:
@@ -226,6 +228,10 @@ class ExamSession:
             if c.score is None:
                 raise CommandError(f"freeze: no frame has been scored in {name} yet; hold the probe on the "
                                    f"zone until the clip score shows")
+            if c.tie:
+                raise CommandError(f"freeze: the clip score of {name} is a tie between scores "
+                                   f"{'/'.join(map(str, c.tie))} after {c.frames} frames: no score to take; "
+                                   "keep scanning the zone and freeze again, or redo it")
             result = ZoneResult(name, c.score, c.probs, c.frames, c.first_seq, c.last_seq, c.clip,
                                 time.time())
             self.table[name] = result

@@ -97,7 +97,8 @@ def _lane_dirs(root: Path) -> tuple[Path, Path]:
 
 
 def find_models(engines_dir: str | Path) -> ModelSet:
-    """Look for ``frame/*.json`` (frame-score + aggregator) and ``seg/*.json`` (segmentation)."""
+    """Look for ``frame/*.json`` (frame-score + aggregator) and ``seg/*.json`` (segmentation), or where
+    the folder's ``models.json`` index points them (e.g. ``models/demo`` shares ``../seg``)."""
     root = Path(engines_dir)
     found = ModelSet()
     frame_dir, seg_dir = _lane_dirs(root)
@@ -113,13 +114,14 @@ def find_models(engines_dir: str | Path) -> ModelSet:
         if len(frames) > 1:
             found.notes.append(f"several frame models in {frame_dir}; using {frames[0].name}")
     else:
-        found.notes.append(f"no frame-score model (frame/*.json) in {root}: scoring lane off")
+        found.notes.append(f"no frame-score model (*.json with task 'frame-score') in {frame_dir}: "
+                           "scoring lane off")
     if aggs:
         found.aggregator = aggs[0]
     else:
         found.notes.append(f"no aggregator manifest in {frame_dir}: uninorm uses default neutral elements")
     if not found.seg:
-        found.notes.append(f"no segmentation model (seg/*.json with task 'segmentation') in {root}: "
+        found.notes.append(f"no segmentation model (*.json with task 'segmentation') in {seg_dir}: "
                            "segmentation lane off")
     return found
 
@@ -224,6 +226,7 @@ class FrameResult:
     t_start_ns: int
     t_inputs_ns: int
     t_inferred_ns: int
+    t_done_ns: int = 0  # the batch's post-processing (probabilities, STN boxes) finished
 
 
 class ScoringLane:
@@ -265,6 +268,9 @@ class ScoringLane:
         for i, (p, geo) in enumerate(zip(batch, geos, strict=True)):
             boxes = theta_to_boxes(theta[i], geo, p.frame.roi) if theta is not None else None
             results.append(FrameResult(probs[i], int(np.argmax(probs[i])), boxes, len(batch), t0, t1, t2))
+        t3 = time.monotonic_ns()
+        for r in results:
+            r.t_done_ns = t3
         return results
 
 

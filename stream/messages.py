@@ -32,7 +32,7 @@ class ClipState:
     frames: int  # frames in the aggregate
     clip: int  # clip number (0, +1 at every reset)
     t_done_ns: int  # when this frame's fold finished
-    aggregate_ns: int  # this frame's own post-processing + fold time
+    aggregate_ns: int  # this frame's own clip-aggregator fold
 
 
 @dataclass(frozen=True)
@@ -53,17 +53,23 @@ def frame_message(stream_id: str, fr: Frame, res: FrameResult, clip: ClipState) 
         "stages_ns": {"wait": max(0, res.t_start_ns - fr.t_capture_ns),
                       "preprocess": res.t_inputs_ns - res.t_start_ns,
                       "infer": res.t_inferred_ns - res.t_inputs_ns,
-                      "aggregate": clip.aggregate_ns, "publish": 0},
+                      "aggregate": _postprocess_ns(res) + clip.aggregate_ns, "publish": 0},
         "batch": res.batch, "clip": clip.clip,
     }  # fmt: skip
     return msg
 
 
+def _postprocess_ns(res: FrameResult) -> int:
+    """The lane's post-processing of the batch's outputs (probabilities, STN boxes), per batch."""
+    return max(0, res.t_done_ns - res.t_inferred_ns) if res.t_done_ns else 0
+
+
 def frame_ready_ns(res: FrameResult, clip: ClipState) -> int:
-    """The instant the ``frame`` message's stages up to ``aggregate`` account for: ``publish`` is the
-    rest (the batch's other frames being folded and published first, the socket lock), so that the
-    five stages add up exactly to ``t_publish_ns − t_capture_ns``."""
-    return res.t_inferred_ns + clip.aggregate_ns
+    """The instant the ``frame`` message's stages up to ``aggregate`` (the batch's post-processing + this
+    frame's fold) account for: ``publish`` is the rest (the batch's other frames being folded and
+    published first, the socket lock), so that the five stages add up exactly to
+    ``t_publish_ns − t_capture_ns``."""
+    return res.t_inferred_ns + _postprocess_ns(res) + clip.aggregate_ns
 
 
 def video_message(stream_id: str, fr: Frame, clip: ClipState, settings: AggregatorSettings) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The streaming engine: the dataflow graph (:func:`compose`) and the engine that runs it.
 
 :func:`compose` builds every stage and states every connection with its queue policy, in one function
-you can read top to bottom (as Holoscan's ``compose()``); :func:`describe` prints it (``lus-stream
---graph``) and the README's dataflow picture shows the same boxes. :class:`StreamEngine` runs the graph:
+you can read top to bottom (as Holoscan's ``compose()``); :func:`describe` prints it (logged at start
+with ``--log-level INFO``) and the README's dataflow picture shows the same boxes.
+:class:`StreamEngine` runs the graph:
 
 * main thread — source → prepare → score → aggregate → publish: take every frame waiting in the
   capture buffer (up to ``max_batch``), prepare them once (:class:`~stream.lanes.Prepared`), score them
@@ -43,6 +44,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from engines.base import EngineError
 from engines.triton_backend import EngineUnavailableError
 from stream import messages, wire
 from stream.control import DEFAULT_CTRL, ControlServer
@@ -380,7 +382,7 @@ def compose(cfg: EngineConfig, source: FrameSource | None = None) -> Graph:
 
 
 def describe(g: Graph) -> str:
-    """The graph as text: one line per connection with its queue policy (``lus-stream --graph``)."""
+    """The graph as text: one line per connection with its queue policy (logged at INFO at start)."""
     width = max(len(f"{c.src} → {c.dst}") for c in g.connections)
     lines = [f"{f'{c.src} → {c.dst}':<{width}}  {c.what}  [{c.policy}]" for c in g.connections]
     return "\n".join(lines)
@@ -517,8 +519,13 @@ class StreamEngine:
             return
         try:
             results: list[FrameResult] = lane.run(batch)
-        except EngineUnavailableError as err:  # a served model is gone: these frames are dropped, counted,
-            self.scoring_lost += len(batch)  # never scored as zeros; the engine probes and recovers
+        except EngineError as err:
+            # a served model is gone (or the server refused this request): these frames are dropped and
+            # counted, never scored as zeros; the engine probes and recovers. Locally, an EngineError is
+            # a bug (a wrong input) and stops the engine as before.
+            if not (isinstance(err, EngineUnavailableError) or lane.engine.backend == "triton"):
+                raise
+            self.scoring_lost += len(batch)
             self.frames_seen += len(batch)
             self.last_seq = batch[-1].frame.seq
             if self.scoring_lost == len(batch) or self.scoring_lost % 100 < len(batch):
@@ -557,7 +564,10 @@ class StreamEngine:
                 continue
             try:
                 self._segment(lane, prep)
-            except EngineUnavailableError:  # counted; the status says the lane's model is lost
+            except EngineError as err:  # a served member gone or refusing: counted, status says why
+                if not (isinstance(err, EngineUnavailableError)
+                        or any(m.backend == "triton" for m in lane.members)):
+                    log.exception("segmentation lane failed on frame %d", prep.frame.seq)
                 self.seg_lost += 1
             except Exception:
                 log.exception("segmentation lane failed on frame %d", prep.frame.seq)
@@ -618,6 +628,16 @@ class StreamEngine:
             self._shutdown(failed=True)
             raise
 
+    def _close_models(self) -> None:
+        """Release every lane's engines (sessions, a served model's gRPC channel and probe thread)."""
+        engines = ([self.g.scoring.engine] if self.g.scoring is not None else []) + (
+            list(self.g.segmentation.members) if self.g.segmentation is not None else [])
+        for engine in engines:
+            try:
+                engine.close()
+            except Exception:
+                log.exception("closing %s failed", engine.name)
+
     def _shutdown(self, failed: bool = False) -> int:
         """Drain, stop the lanes, publish the final status, flush the recorder, close the sockets."""
         if getattr(self, "_shut", False):
@@ -646,6 +666,7 @@ class StreamEngine:
         self.g.seg_slot.close()
         for t in self._threads:
             t.join(timeout=30.0)
+        self._close_models()
         self.state_override = "failed" if exit_error else ("finished" if finished else "stopped")
         try:
             self.publish_status()

@@ -188,7 +188,7 @@ def model_text(m: dict[str, Any]) -> str:
 
 def load_run(path: str | Path, exam_id: str | None = None, manifests: list[Path] | None = None) -> ExamRun:
     """Read a results file and keep the messages of one exam (default: the last exam in the file)."""
-    results = read_results(path)
+    results = read_results(path, validate=True)  # the engine validated only a sample when it recorded
     frames, videos, segs, exams = [], [], [], []
     images: dict[int, Record] = {}
     status = None

@@ -87,3 +87,9 @@ def test_quick_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert len(lines) >= 5 and any("frame score" in ln and "clip score" in ln for ln in lines), out.stdout
     assert any("OFF: segmentation" in ln for ln in lines)  # no segmentation model: the engine says so
     assert "0 invalid; engine exit code 0" in out.stdout
+
+
+def test_triton_url_without_the_triton_backend_is_refused(capsys) -> None:
+    code = main(["--synthetic", "--triton-url", "127.0.0.1:8001", "--ctrl", "none"])
+    assert code == 2
+    assert "--triton-url 127.0.0.1:8001 needs --backend triton" in capsys.readouterr().err

@@ -244,3 +244,32 @@ def test_blue_unknown_zone_names_the_protocol_zones() -> None:
     handlers = ex.control_commands(session)
     with pytest.raises(CommandError, match=r"'L1', 'L2', 'L3', 'R1', 'R2', 'R3'"):
         handlers["zone"]({"zone": "LA1"})
+
+
+def test_a_tied_clip_score_cannot_be_frozen_as_a_zone_score() -> None:
+    """A tie (video.tie) is no decision: freeze refuses it naming the tie, and accepts once one leads."""
+    from stream.aggregate import make_aggregator
+
+    agg = make_aggregator("uninorm", [0.144, 0.212, 0.251, 0.205], temperature=0.75)  # the shipped e
+    s = ExamSession()
+    s.start("tie", protocol="blue6")
+    s.set_zone("L1")
+
+    def feed(probs: list[float], seq: int) -> None:
+        out = agg.update(probs)
+        s.observe_video({**wire.header("t", seq, seq, seq), "probs": list(out), "score": agg.score(),
+                         "tie": agg.tie(), "frames": agg.count, "clip": 0})
+
+    feed([0.0, 0.0, 1.0, 0.0], 1)
+    feed([0.0, 0.0, 0.0, 1.0], 2)  # every fold now exactly 0: a four-way tie, score 0 by convention
+    assert agg.tie() == [0, 1, 2, 3] and agg.score() == 0
+    with pytest.raises(CommandError, match=r"tie between scores 0/1/2/3 after 2 frames"):
+        s.freeze()
+    assert s.table["L1"].score is None  # the zone stays unscored
+    s.set_zone("L1", 1)
+    agg.reset()
+    for seq in range(3, 8):
+        out = agg.update([0.05, 0.05, 0.8, 0.1])
+        s.observe_video({**wire.header("t", seq, seq, seq), "probs": list(out), "score": agg.score(),
+                         "tie": agg.tie(), "frames": agg.count, "clip": 1})
+    assert s.freeze().score == 2
