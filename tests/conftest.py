@@ -6,15 +6,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 # Before any numerical library starts its pools: on 2 cores oversubscription is catastrophic.
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -24,6 +24,8 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 os.environ.setdefault("LUS_WIRE_VALIDATE", "all")
 
 import pytest  # noqa: E402
+
+from stream.frames import Frame  # noqa: E402
 
 try:  # torch is optional: the runtime tests run without it
     import torch
@@ -46,6 +48,62 @@ def real_clips_dir() -> Path:
     return path
 
 
+# ------------------------------------------------------------------------------- in-process sources, clips
+class ListSource:
+    """Frames from a list, handed out like CaptureProcess.get_batch (lossless, then finished)."""
+
+    def __init__(self, n: int) -> None:
+        rng = np.random.default_rng(0)
+        self.frames = [Frame(i, 10_000 + i, rng.integers(0, 256, (40, 50), dtype=np.uint8), (5, 6, 50, 40),
+                             (60, 70), "list") for i in range(n)]
+        self.source_id = "list"
+        self.stopped = False
+
+    def get_batch(self, max_n: int, timeout: float | None = None) -> list[Frame]:
+        out, self.frames = self.frames[:max_n], self.frames[max_n:]
+        return out
+
+    @property
+    def finished(self) -> bool:
+        return not self.frames
+
+    @property
+    def exit_error(self) -> None:
+        return None
+
+    def stats(self) -> dict:
+        return {"read": 0, "dropped": 0, "state": "finished" if self.finished else "running", "fps": 30.0}
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.fixture(scope="session")
+def list_source() -> type[ListSource]:
+    """``list_source(n)``: an engine source of ``n`` random frames (the capture process's interface)."""
+    return ListSource
+
+
+def _write_sim_clip(path: Path, score: int, n: int = 12, seed: int = 0) -> Path:
+    """A short simulator clip of one severity, written as MPEG-4 (train-free: synth + OpenCV)."""
+    import cv2
+
+    from synth import ClipSpec, simulate_clip
+
+    clip = simulate_clip(ClipSpec(seed=seed, n_frames=n, schedule=[(0, score)], height=240, width=320))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (320, 240), isColor=False)
+    for frame in clip.frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def sim_clip() -> Callable[..., Path]:
+    """``sim_clip(path, score, n=12, seed=0)``: write a simulator clip of one severity."""
+    return _write_sim_clip
+
+
 # ------------------------------------------------------------------------------- lus-serve (Triton) servers
 # Shared by the Triton tests (tests/engines/test_triton_serve.py, tests/stream/test_triton_engine.py): the
 # `lus_serve` fixture starts `python -m engines.triton_server` in its own process group on free loopback ports
@@ -57,28 +115,12 @@ _SHORT_DIRS: list[Path] = []
 
 def _serve_python() -> str:
     """The server venv's Python (``make serve-env``); skips the test with the fix when there is none."""
-    from engines.triton_server import find_serve_python, server_env_problem
+    from stream.bench.triton import BenchError, serve_python
 
-    if server_env_problem() is None:
-        return sys.executable
-    py = find_serve_python()
-    if py is None:
-        pytest.skip(
-            f"no PyTriton server environment: {server_env_problem()}; create it with "
-            "`lus-serve setup-env` (or set LUS_SERVE_PYTHON)"
-        )
-    return str(py)
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
     try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        return serve_python()
+    except BenchError as err:
+        pytest.skip(str(err))
 
 
 @dataclass
@@ -171,7 +213,9 @@ def _start_lus_serve(tmp: Path, models: list[Path], ports: list[int] | None = No
     """lus-serve on ``ports`` (free ones by default); its log and token in ``tmp``, its workspace in
     a short folder under /tmp (PyTriton's Unix socket paths must stay under 108 bytes)."""
     py = _serve_python()
-    grpc, http, metrics = ports or _free_ports(3)
+    from stream.bench.triton import free_ports, serve_command
+
+    grpc, http, metrics = ports or free_ports(3)
     tmp.mkdir(parents=True, exist_ok=True)
     n = len(list(tmp.glob("server*.log")))
     log, token = tmp / f"server{n}.log", tmp / f"token{n}"
@@ -179,9 +223,7 @@ def _start_lus_serve(tmp: Path, models: list[Path], ports: list[int] | None = No
     _SHORT_DIRS.append(short)
     workspace = short / "ws"  # made by the server, removed by it on stop
     env = dict(os.environ, PYTHONPATH=str(_REPO), OMP_NUM_THREADS="1", LUS_SERVE_REEXEC="1")
-    cmd = [py, "-m", "engines.triton_server", "--models", *map(str, models),
-           "--grpc-port", str(grpc), "--http-port", str(http), "--metrics-port", str(metrics),
-           "--threads", "1", "--workspace", str(workspace), "--access-token-file", str(token), *extra]
+    cmd = serve_command(py, models, (grpc, http, metrics), 1, workspace, token, extra)
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env,
                                 cwd=tmp)
@@ -207,7 +249,9 @@ def lus_serve() -> Iterator[Callable[..., Server]]:
         started.append(server)
         return server
 
-    start.free_ports = _free_ports  # type: ignore[attr-defined]
+    from stream.bench.triton import free_ports
+
+    start.free_ports = free_ports  # type: ignore[attr-defined]
     yield start
     for s in started:
         if s.proc.poll() is None or s.group_alive():

@@ -164,6 +164,17 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def serve_command(python: str, models: Sequence[Path], ports: Sequence[int], threads: int, workspace: Path,
+                  token_file: Path, extra: Sequence[str] = ()) -> list[str]:
+    """The ``lus-serve`` command line on loopback ``ports`` (gRPC, HTTP, metrics), shared by the benchmark
+    and the tests."""
+    grpc, http, metrics = ports
+    return [python, "-m", "engines.triton_server", "--models", *map(str, models),
+            "--grpc-port", str(grpc), "--http-port", str(http), "--metrics-port", str(metrics),
+            "--threads", str(threads), "--workspace", str(workspace), "--access-token-file", str(token_file),
+            *extra]  # fmt: skip
+
+
 def serve_python() -> str:
     """The Python that can host ``lus-serve`` (this one, or the server venv's); BenchError with the fix."""
     from engines.triton_server import find_serve_python, server_env_problem
@@ -212,11 +223,8 @@ class ServeProcess:
         self.dir = Path(tempfile.mkdtemp(prefix="lsb", dir="/tmp"))
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), LUS_SERVE_REEXEC="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-        cmd = [self.python, "-m", "engines.triton_server", "--models", str(self.manifest),
-               "--grpc-port", str(self.grpc), "--http-port", str(self.http),
-               "--metrics-port", str(self.metrics),
-               "--threads", str(self.threads), "--workspace", str(self.dir / "ws"),
-               "--access-token-file", str(self.dir / "token"), *self.extra]  # fmt: skip
+        cmd = serve_command(self.python, [self.manifest], (self.grpc, self.http, self.metrics), self.threads,
+                            self.dir / "ws", self.dir / "token", self.extra)
         t0 = time.monotonic()
         with open(self.log, "wb") as fh:
             self.proc = subprocess.Popen(

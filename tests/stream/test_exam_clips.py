@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import pytest
 
 from stream import exam_clips
@@ -22,18 +21,6 @@ SEVERITY = {"L1": 0, "L2": 1, "L3": 2, "R1": 3, "R2": 1, "R3": 2}
 pytestmark = pytest.mark.timeout(180)
 
 
-def write_sim_clip(path: Path, score: int, n: int = 12, seed: int = 0) -> Path:
-    """A short simulator clip of one severity, written as MPEG-4 (train-free: synth + OpenCV)."""
-    from synth import ClipSpec, simulate_clip
-
-    clip = simulate_clip(ClipSpec(seed=seed, n_frames=n, schedule=[(0, score)], height=240, width=320))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (320, 240), isColor=False)
-    for frame in clip.frames:
-        writer.write(frame)
-    writer.release()
-    return path
-
-
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped frame model and aggregator (models/frame); the segmentation lane off to spare the CPU."""
@@ -43,10 +30,10 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def clips(tmp_path_factory: pytest.TempPathFactory, sim_clip) -> Path:
     folder = tmp_path_factory.mktemp("patient_10")
     for i, zone in enumerate(BLUE):
-        write_sim_clip(folder / f"patient_10_{zone}.mp4", SEVERITY[zone], seed=i)
+        sim_clip(folder / f"patient_10_{zone}.mp4", SEVERITY[zone], seed=i)
     return folder
 
 
@@ -98,13 +85,13 @@ def test_three_blue_zones_give_scores_partial_total_and_report(clips: Path, engi
     assert {p.suffix for p in out.glob("*.report.*")} == {".html", ".png", ".pdf"}
 
 
-def test_folder_walk_scores_every_zone_with_the_later_repeat(clips: Path, engines: Path,
-                                                             tmp_path: Path) -> None:
+def test_folder_walk_scores_every_zone_with_the_later_repeat(clips: Path, engines: Path, tmp_path: Path,
+                                                             sim_clip) -> None:
     folder = tmp_path / "patient_10"
     folder.mkdir()
     for path in clips.iterdir():
         (folder / path.name).symlink_to(path)
-    write_sim_clip(folder / "patient_10_R1_2.mp4", 3, n=16, seed=11)  # a repeat of R1: used (later)
+    sim_clip(folder / "patient_10_R1_2.mp4", 3, n=16, seed=11)  # a repeat of R1: used (later)
     (folder / "notes.txt").write_text("not a clip")
     out = tmp_path / "out"
     proc = run_cli("--protocol", "blue6", "--folder", str(folder), "--out", str(out), "--engines",

@@ -8,11 +8,9 @@ import socket
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from engines import testing
-from stream.frames import Frame
 from stream.pipeline import (
     DIRECT,
     DROP_OLDEST,
@@ -41,34 +39,6 @@ def _free() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
-class Frames:
-    """An in-process source: ``n`` frames handed out in batches, then finished."""
-
-    def __init__(self, n: int) -> None:
-        rng = np.random.default_rng(0)
-        self.frames = [Frame(i, 1_000 + i, rng.integers(0, 256, (40, 50), dtype=np.uint8), (5, 6, 50, 40),
-                             (60, 70), "list") for i in range(n)]
-        self.source_id = "list"
-
-    def get_batch(self, max_n: int, timeout: float | None = None) -> list[Frame]:
-        out, self.frames = self.frames[:max_n], self.frames[max_n:]
-        return out
-
-    @property
-    def finished(self) -> bool:
-        return not self.frames
-
-    @property
-    def exit_error(self) -> None:
-        return None
-
-    def stats(self) -> dict:
-        return {"read": 0, "dropped": 0, "state": "finished" if self.finished else "running", "fps": 30.0}
-
-    def stop(self) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
@@ -77,8 +47,8 @@ def models(tmp_path_factory) -> Path:
     return root
 
 
-def test_every_stage_and_connection_with_its_policy(models: Path) -> None:
-    src = Frames(1)
+def test_every_stage_and_connection_with_its_policy(models: Path, list_source) -> None:
+    src = list_source(1)
     assert isinstance(src, FrameSource)
     g = compose(EngineConfig(source=None, engines_dir=models, pub=_free(), ctrl=_free()), source=src)
     try:
@@ -98,12 +68,12 @@ def test_every_stage_and_connection_with_its_policy(models: Path) -> None:
         g.publisher.close()
 
 
-def test_a_lossless_file_source_is_stated(models: Path) -> None:
+def test_a_lossless_file_source_is_stated(models: Path, list_source) -> None:
     from stream.capture import SourceSpec
 
     spec = SourceSpec("clip", path="x.mp4", as_fast_as_possible=True)
     g = compose(EngineConfig(source=spec, engines_dir=models, pub=_free(), ctrl=None, exam=False),
-                source=Frames(1))
+                source=list_source(1))
     try:
         assert {(c.src, c.dst): c.policy for c in g.connections}[("source", "prepare")] == LOSSLESS
         assert g.exam is None and "exam" not in g.stages
@@ -121,12 +91,13 @@ def test_the_readme_picture_shows_the_graph_box_for_box() -> None:
         assert words in block, words
 
 
-def test_stage_timings_are_taken_before_anything_is_published(models: Path, tmp_path: Path) -> None:
+def test_stage_timings_are_taken_before_anything_is_published(models: Path, tmp_path: Path,
+                                                             list_source) -> None:
     """A slow socket (20 ms per message) must show up in `publish`, never in a later frame's `aggregate`;
     the five stages still add up exactly to t_publish - t_capture."""
     cfg = EngineConfig(source=None, engines_dir=models, pub=_free(), ctrl=None, record_dir=tmp_path,
                        max_batch=4, exam=False)
-    engine = StreamEngine(cfg, source=Frames(8))
+    engine = StreamEngine(cfg, source=list_source(8))
     publish = engine.g.publisher.publish
 
     def slow(topic, msg, payloads=(), ready_ns=None):

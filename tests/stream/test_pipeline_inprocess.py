@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.frames import Frame
 from stream.pipeline import EngineConfig, StreamEngine
 from stream.recorder import read_results
 
@@ -18,35 +17,6 @@ def _free() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
-class ListSource:
-    """Frames from a list, handed out like CaptureProcess.get_batch (lossless, then finished)."""
-
-    def __init__(self, n: int) -> None:
-        rng = np.random.default_rng(0)
-        self.frames = [Frame(i, 10_000 + i, rng.integers(0, 256, (40, 50), dtype=np.uint8), (5, 6, 50, 40),
-                             (60, 70), "list") for i in range(n)]
-        self.source_id = "list"
-        self.stopped = False
-
-    def get_batch(self, max_n: int, timeout: float | None = None) -> list[Frame]:
-        out, self.frames = self.frames[:max_n], self.frames[max_n:]
-        return out
-
-    @property
-    def finished(self) -> bool:
-        return not self.frames
-
-    @property
-    def exit_error(self) -> None:
-        return None
-
-    def stats(self) -> dict:
-        return {"read": 0, "dropped": 0, "state": "finished" if self.finished else "running", "fps": 30.0}
-
-    def stop(self) -> None:
-        self.stopped = True
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +29,10 @@ def models(tmp_path_factory) -> Path:
     return root
 
 
-def test_reset_hooks_and_status_fields(models: Path, tmp_path: Path) -> None:
+def test_reset_hooks_and_status_fields(models: Path, tmp_path: Path, list_source) -> None:
     cfg = EngineConfig(source=None, engines_dir=models, pub=_free(), ctrl=None, record_dir=tmp_path,
                        aggregator="argmax_mean", max_batch=4, stream_id="inproc")
-    src = ListSource(40)
+    src = list_source(40)
     engine = StreamEngine(cfg, source=src)
     seen: list[tuple[int, int, int]] = []
 
@@ -89,7 +59,8 @@ def test_reset_hooks_and_status_fields(models: Path, tmp_path: Path) -> None:
     assert all(len(f.msg["boxes"]) == 2 and f.msg["roi"] == [5, 6, 50, 40] for f in frames)
 
 
-def test_status_reports_the_training_domain_and_warns_on_real_video(models: Path, tmp_path: Path) -> None:
+def test_status_reports_the_training_domain_and_warns_on_real_video(models: Path, tmp_path: Path,
+                                                                    list_source) -> None:
     """Lane ``domain``/``dataset`` come from the manifests; ``domain_warning`` is set when the frame
     model is synthetic-only and the source is real video (any kind but the simulator)."""
     from stream.capture import SourceSpec
@@ -100,7 +71,7 @@ def test_status_reports_the_training_domain_and_warns_on_real_video(models: Path
         out = tmp_path / spec.kind
         cfg = EngineConfig(source=spec, engines_dir=models, pub=_free(), ctrl=None, record_dir=out,
                            aggregator="argmax_mean", stream_id=f"dom-{spec.kind}")  # fmt: skip
-        assert StreamEngine(cfg, source=ListSource(3)).run() == 0
+        assert StreamEngine(cfg, source=list_source(3)).run() == 0
         rec = read_results(next(out.glob("*.lusr.msgpack")), validate=True)
         last[spec.kind] = rec.topic("status")[-1].msg
     clip, synthetic = last["clip"], last["synthetic"]

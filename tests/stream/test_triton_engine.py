@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -39,17 +38,6 @@ def _free() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
-def write_sim_clip(path: Path, n: int, seed: int, score: int) -> Path:
-    from synth import ClipSpec, simulate_clip
-
-    clip = simulate_clip(ClipSpec(seed=seed, n_frames=n, schedule=[(0, score)], height=240, width=320))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (320, 240), isColor=False)
-    for frame in clip.frames:
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +78,8 @@ def _metric(text: str, name: str, model: str) -> float:
 
 
 def test_two_engines_through_one_server_are_lossless_and_equal_local_onnxruntime(
-        tmp_path: Path, engines: Path, lus_serve) -> None:
-    clips = [write_sim_clip(tmp_path / f"clip{i}.mp4", 48, seed=i, score=i + 1) for i in range(2)]
+        tmp_path: Path, engines: Path, lus_serve, sim_clip) -> None:
+    clips = [sim_clip(tmp_path / f"clip{i}.mp4", i + 1, n=48, seed=i) for i in range(2)]
     server = lus_serve(tmp_path / "serve", [FRAME], None, "--max-batch", "8")
     procs = [lus_stream(engines, tmp_path / f"triton{i}", "--clip", str(c), "--as-fast-as-possible",
                         "--backend", "triton", "--triton-url", server.url) for i, c in enumerate(clips)]
@@ -117,8 +105,8 @@ def test_two_engines_through_one_server_are_lossless_and_equal_local_onnxruntime
 
 
 def test_server_lost_mid_stream_then_recovered_without_restarting_the_engine(
-        tmp_path: Path, engines: Path, lus_serve) -> None:
-    clip = write_sim_clip(tmp_path / "long.mp4", 240, seed=7, score=2)  # 8 s at 30 fps
+        tmp_path: Path, engines: Path, lus_serve, sim_clip) -> None:
+    clip = sim_clip(tmp_path / "long.mp4", 2, n=240, seed=7)  # 8 s at 30 fps
     ports = lus_serve.free_ports(3)
     server = lus_serve(tmp_path / "serve", [FRAME], ports)
     ctrl = _free()
