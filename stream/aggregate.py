@@ -131,11 +131,12 @@ class _UninormMath:
             return -1, _log(1.0 - p) - self.log_1me[c]
         return 0, 0.0
 
-    def probabilities(self, state: Sequence[tuple[int, float, float]], n: int) -> np.ndarray:
+    def probabilities(self, state: Sequence[tuple[int, float, float]], n: int,
+                      logits: Sequence[float] | None = None) -> np.ndarray:
         """The published clip probabilities for the per-score states ``(n_low, λ_low, λ_high)`` over
         ``n`` frames: calibrated with a temperature, else the paper's softmax of the four folds."""
         if self.temperature is not None and n:
-            return self.calibrated([self.logit(c, *state[c]) for c in range(N_SCORES)], n)
+            return self.calibrated(self.logits(state) if logits is None else logits, n)
         return _softmax([self.value(c, *state[c]) for c in range(N_SCORES)])
 
     def value(self, c: int, n_low: float, lam_low: float, lam_high: float) -> float:
@@ -153,6 +154,10 @@ class _UninormMath:
         tau = self.temperature or 1.0
         z = [tau * max(-_LOGIT_CAP, min(_LOGIT_CAP, x)) / max(1, n) for x in logits]
         return _softmax(z)
+
+    def logits(self, state: Sequence[tuple[int, float, float]]) -> list[float]:
+        """The four exact order logits of per-score states."""
+        return [self.logit(c, *state[c]) for c in range(N_SCORES)]
 
     def logit(self, c: int, n_low: float, lam_low: float, lam_high: float) -> float:
         """log v − log(1 − v), exact where v rounds to 0 or 1 (±inf at exactly 0 / 1)."""
@@ -220,13 +225,10 @@ class StreamingAggregator:
         logits (see the module doc)."""
         return [float(v) for v in self.value()]
 
-    def score(self) -> int:
-        """The clip score: argmax of :meth:`order_keys`; on a tie the lowest tied score (see :meth:`tie`)."""
-        return _argmax(self.order_keys())
-
-    def tie(self) -> list[int]:
-        """The scores that share the maximum of :meth:`order_keys` exactly, when there are several (the
-        clip score is then only the lowest of them, not a decision); ``[]`` when one score leads.
+    def decision(self) -> tuple[int, list[int]]:
+        """``(score, tie)`` from one look at :meth:`order_keys` (what the engine asks after each frame):
+        the score is the argmax, on a tie the lowest tied score; ``tie`` lists the scores that share the
+        maximum exactly when there are several (the score is then no decision), else ``[]``.
 
         Exact equality on purpose: two order logits that differ in the last bit are still ordered (the
         module doc shows why that ordering is exact); equal ones arise when folds saturate alike
@@ -235,7 +237,15 @@ class StreamingAggregator:
         keys = self.order_keys()
         top = max(keys)
         tied = [c for c, k in enumerate(keys) if k == top]
-        return tied if len(tied) > 1 else []
+        return tied[0], (tied if len(tied) > 1 else [])
+
+    def score(self) -> int:
+        """The clip score: argmax of :meth:`order_keys`; on a tie the lowest tied score (see :meth:`tie`)."""
+        return self.decision()[0]
+
+    def tie(self) -> list[int]:
+        """The tied scores, or ``[]`` when one score leads (see :meth:`decision`)."""
+        return self.decision()[1]
 
     def reset(self) -> None:
         raise NotImplementedError
@@ -273,6 +283,7 @@ class UninormClipAggregator(StreamingAggregator):
         self._n_high = [0] * N_SCORES
         self._low = CompensatedSums(N_SCORES)  # λ_low = Σ_L log(p/e)
         self._high = CompensatedSums(N_SCORES)  # λ_high = Σ_H log((1−p)/(1−e))
+        self._cache: dict[str, Any] = {}  # state and logits of the current frame (value, score, tie)
 
     def update(self, probs: Any, t_ns: int | None = None) -> np.ndarray:
         vals = _as_probs(probs)
@@ -285,6 +296,7 @@ class UninormClipAggregator(StreamingAggregator):
                 self._n_high[c] += 1
                 self._high.add(c, term)
         self.count += 1
+        self._cache.clear()
         return self.value()
 
     def log_state(self) -> list[tuple[str, float]]:
@@ -300,17 +312,26 @@ class UninormClipAggregator(StreamingAggregator):
         return out
 
     def _state(self) -> list[tuple[int, float, float]]:
-        return [(self._n_low[c], self._low.total(c), self._high.total(c)) for c in range(N_SCORES)]
+        if "state" not in self._cache:
+            self._cache["state"] = [(self._n_low[c], self._low.total(c), self._high.total(c))
+                                    for c in range(N_SCORES)]
+        return self._cache["state"]
+
+    def _logits(self) -> list[float]:
+        if "logits" not in self._cache:
+            self._cache["logits"] = self._m.logits(self._state())
+        return self._cache["logits"]
 
     def aggregates(self) -> np.ndarray:
         """The four uninorm folds ``v`` (the softmax's inputs)."""
         return np.array([self._m.value(c, *st) for c, st in enumerate(self._state())])
 
     def value(self) -> np.ndarray:
-        return self._m.probabilities(self._state(), self.count)
+        with_logits = self._m.temperature is not None and self.count
+        return self._m.probabilities(self._state(), self.count, self._logits() if with_logits else None)
 
     def order_keys(self) -> list[float]:
-        return [self._m.logit(c, *st) for c, st in enumerate(self._state())]
+        return list(self._logits())
 
 
 class MaxArgmaxClipAggregator(StreamingAggregator):
@@ -340,11 +361,10 @@ class MaxArgmaxClipAggregator(StreamingAggregator):
         out[self._max] = 1.0
         return out
 
-    def score(self) -> int:
-        return max(self._max, 0)
-
-    def tie(self) -> list[int]:
-        return [] if self._max >= 0 else list(range(N_SCORES))  # nothing seen yet: no score leads
+    def decision(self) -> tuple[int, list[int]]:
+        if self._max < 0:  # nothing seen yet: no score leads
+            return 0, list(range(N_SCORES))
+        return self._max, []
 
 
 class ArgmaxMeanClipAggregator(StreamingAggregator):
@@ -496,6 +516,7 @@ class WindowedAggregator(StreamingAggregator):
         else:
             raise ValueError(f"aggregator: unknown kind {kind!r}; choose one of {list(KINDS)}")
         self._elem = [0.0] * self._win.dim
+        self._agg: list[float] | None = None  # the window's aggregate, computed once per frame
 
     @property
     def neutral_elements(self) -> list[float] | None:
@@ -504,6 +525,7 @@ class WindowedAggregator(StreamingAggregator):
     def reset(self) -> None:
         self._win.clear()
         self.count = 0
+        self._agg = None
 
     def update(self, probs: Any, t_ns: int | None = None) -> np.ndarray:
         vals = _as_probs(probs)
@@ -519,14 +541,21 @@ class WindowedAggregator(StreamingAggregator):
             el[:] = vals
         self._win.push(el, time.monotonic_ns() if t_ns is None else int(t_ns))
         self.count = len(self._win)
+        self._agg = None
         return self.value()
+
+    def _aggregate(self) -> list[float]:
+        agg = self._agg
+        if agg is None:
+            agg = self._agg = self._win.aggregate().tolist()
+        return agg
 
     def value(self) -> np.ndarray:
         if not self.count:
             if self.kind == "uninorm":
                 return _softmax(self._m.e)
             return np.array(_UNIFORM)
-        agg = self._win.aggregate().tolist()
+        agg = self._aggregate()
         if self.kind == "uninorm":
             return self._m.probabilities(self._state(agg), self.count)
         if self.kind == "max_argmax":
@@ -545,12 +574,12 @@ class WindowedAggregator(StreamingAggregator):
         """Uninorm only: the four folds ``v`` over the window."""
         if self.kind != "uninorm":
             raise ValueError(f"aggregator: aggregates() is for the uninorm, this is {self.kind!r}")
-        agg = self._win.aggregate().tolist() if self.count else [0.0] * 12
+        agg = self._aggregate() if self.count else [0.0] * 12
         return np.array([self._m.value(c, *st) for c, st in enumerate(self._state(agg))])
 
     def order_keys(self) -> list[float]:
         if self.kind == "uninorm" and self.count:
-            return [self._m.logit(c, *st) for c, st in enumerate(self._state(self._win.aggregate().tolist()))]
+            return self._m.logits(self._state(self._aggregate()))
         return [float(v) for v in self.value()]
 
 

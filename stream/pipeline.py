@@ -152,9 +152,7 @@ class ClipAggregator(Protocol):
 
     def update(self, probs: Any, t_ns: int | None = None) -> np.ndarray: ...
 
-    def score(self) -> int: ...
-
-    def tie(self) -> list[int]: ...
+    def decision(self) -> tuple[int, list[int]]: ...
 
     def reset(self) -> None: ...
 
@@ -203,7 +201,7 @@ class ClipStage:
         t0 = time.monotonic_ns()
         with self._lock:
             probs = self.aggregator.update(res.probs, t_ns=t_capture_ns)
-            score, tie = int(self.aggregator.score()), self.aggregator.tie()
+            score, tie = self.aggregator.decision()
             count, clip = int(self.aggregator.count), self.clip
         t1 = time.monotonic_ns()
         return ClipState(probs, score, tie, count, clip, t1, t1 - t0)
