@@ -21,7 +21,6 @@ of the served model, exactly as in the ONNX file.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from typing import Any
 
 from engines.base import BackendUnavailableError, EngineError
 from engines.manifest import BATCH_DIM, ManifestError, load_manifest
+from engines.model_folders import lane_dirs, manifest_kind
 from engines.plans import PRECISION_PREFERENCE, plan_candidates
 
 #: manifest dtype → model-config data type
@@ -47,7 +47,6 @@ PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "tensorrt-plan": ("tens
 SERVED_TASKS = ("frame-score", "segmentation")
 INSTANCE_KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 MANIFEST_COPY = "lus_manifest.json"
-MODEL_INDEX = "models.json"  # same redirection file as stream.lanes.find_models reads
 
 
 class RepositoryError(EngineError):
@@ -112,44 +111,12 @@ class RepositoryModel:
 
 
 # ----------------------------------------------------------------------------------------- finding
-MODELS_PACKAGE = "lus_stream_models"
-
-
-def installed_models() -> Path | None:
-    """The installed model folder (the ``lus_stream_models`` package the wheel carries, else this
-    checkout's ``models/``): the same place ``lus-stream`` takes its real-scan models from
-    (``stream.default_models``, which engines may not import)."""
-    spec = importlib.util.find_spec(MODELS_PACKAGE)
-    for location in (spec.submodule_search_locations or []) if spec is not None else []:
-        if Path(location, "frame").is_dir():
-            return Path(location)
-    source = Path(__file__).resolve().parents[1] / "models"
-    return source if (source / "frame").is_dir() else None
-
-
-def _manifest_kind(path: Path) -> tuple[str | None, str | None]:
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None, None
-    if not isinstance(m, dict):
-        return None, None
-    return m.get("task"), m.get("format")
-
-
 def _lane_dirs(root: Path) -> list[Path]:
     """``frame/`` and ``seg/`` of a model folder, or where its ``models.json`` points them."""
-    index: dict[str, Any] = {}
-    if (root / MODEL_INDEX).is_file():
-        try:
-            index = json.loads((root / MODEL_INDEX).read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise RepositoryError(
-                f"{root / MODEL_INDEX} is not valid JSON ({exc}); fix or delete it"
-            ) from None
-        if not isinstance(index, dict):
-            raise RepositoryError(f"{root / MODEL_INDEX} must be a JSON object like {{\"seg\": \"../seg\"}}")
-    return [(root / str(index.get(lane, lane))).resolve() for lane in ("frame", "seg")]
+    try:
+        return [d.resolve() for d in lane_dirs(root)]
+    except ValueError as err:
+        raise RepositoryError(str(err)) from None
 
 
 def find_manifests(paths: Iterable[str | Path]) -> list[Path]:
@@ -173,7 +140,7 @@ def find_manifests(paths: Iterable[str | Path]) -> list[Path]:
         lanes = [d for d in _lane_dirs(path) if d.is_dir()]
         for folder in lanes or [path]:
             for cand in sorted(folder.glob("*.json")):
-                task, fmt = _manifest_kind(cand)
+                task, fmt = manifest_kind(cand)
                 if task in SERVED_TASKS and fmt == "onnx":
                     found.append(cand.resolve())
     unique = list(dict.fromkeys(found))

@@ -57,11 +57,11 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import EngineError
+from engines.model_folders import models_root
 from engines.triton_repo import (
     BatchingPolicy,
     ServedModel,
     find_manifests,
-    installed_models,
     served_models,
     write_repository,
 )
@@ -315,7 +315,7 @@ class LusServer:
             raise
 
     def _default_models(self) -> Path:
-        root = installed_models()
+        root = models_root()
         if root is None:
             raise ServeError("no installed models found; pass --models DIR (a folder with frame/ and seg/)")
         return root
@@ -612,7 +612,7 @@ def run_repo(argv: Sequence[str]) -> int:
     try:
         paths = args.models
         if not paths:
-            root = installed_models()
+            root = models_root()
             if root is None:
                 raise ServeError("no installed models found; pass --models DIR")
             paths = [root]

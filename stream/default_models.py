@@ -2,8 +2,9 @@
 
 The default models travel with the package: the wheel carries the repository's ``models/`` folder as the
 data-only package ``lus_stream_models`` (ONNX files, manifests, aggregator parameters, model cards; not
-the torch programs or figures). A source checkout run without installing uses ``models/`` beside
-``stream/``. ``--engines DIR`` overrides both.
+the torch programs or figures), found by :func:`engines.model_folders.models_root` (shared with
+``lus-serve``); a source checkout run without installing uses its ``models/``. ``--engines DIR``
+overrides both.
 
 Two model sets:
 
@@ -15,22 +16,11 @@ Two model sets:
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-PACKAGE = "lus_stream_models"
-SOURCE_TREE = Path(__file__).resolve().parents[1] / "models"
+from engines.model_folders import models_root
 
-
-def models_root() -> Path | None:
-    """The installed ``lus_stream_models`` package folder (it wins over a checkout's ``models/`` when both
-    exist: in an editable install they are the same folder), else the source tree's ``models/``; None if
-    neither holds a ``frame/`` folder (a broken install)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    for location in (spec.submodule_search_locations or []) if spec is not None else []:
-        if Path(location, "frame").is_dir():
-            return Path(location)
-    return SOURCE_TREE if (SOURCE_TREE / "frame").is_dir() else None
+__all__ = ["default_engines", "models_root"]
 
 
 def default_engines(source_kind: str | None = None) -> Path | None:

@@ -25,7 +25,6 @@ Post-processing:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -38,6 +37,7 @@ import numpy as np
 
 from engines.base import Engine
 from engines.manifest import training_domain
+from engines.model_folders import lane_dirs, manifest_kind
 from engines.preprocess import Letterbox, letterbox, scale_intensity
 from stream.frames import Frame
 
@@ -66,34 +66,8 @@ SECONDARY_FORMATS = ("torch-export", "tensorrt-plan")
 
 
 def _task(path: Path) -> str | None:
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get("format") in SECONDARY_FORMATS:
-        return None
-    return manifest.get("task")
-
-
-MODEL_INDEX = "models.json"
-
-
-def _lane_dirs(root: Path) -> tuple[Path, Path]:
-    """``frame/`` and ``seg/`` of a model folder, or where its ``models.json`` index points them
-    (relative paths, e.g. ``{"seg": "../seg"}`` to share a sibling folder's segmentation ensemble)."""
-    index: dict[str, object] = {}
-    if (root / MODEL_INDEX).is_file():
-        try:
-            index = json.loads((root / MODEL_INDEX).read_text())
-        except ValueError as err:
-            raise ValueError(f"{root / MODEL_INDEX} is not valid JSON ({err}); fix or delete it") from None
-        if not isinstance(index, dict):
-            raise ValueError(f"{root / MODEL_INDEX} must be a JSON object like {{\"seg\": \"../seg\"}}")
-    frame, seg = index.get("frame", "frame"), index.get("seg", "seg")
-    for lane, rel in (("frame", frame), ("seg", seg)):
-        if not isinstance(rel, str):
-            raise ValueError(f"{root / MODEL_INDEX}: \"{lane}\" must be a folder path, got {rel!r}")
-    return root / str(frame), root / str(seg)
+    task, fmt = manifest_kind(path)
+    return None if fmt in SECONDARY_FORMATS else task
 
 
 def find_models(engines_dir: str | Path) -> ModelSet:
@@ -101,7 +75,7 @@ def find_models(engines_dir: str | Path) -> ModelSet:
     the folder's ``models.json`` index points them (e.g. ``models/demo`` shares ``../seg``)."""
     root = Path(engines_dir)
     found = ModelSet()
-    frame_dir, seg_dir = _lane_dirs(root)
+    frame_dir, seg_dir = lane_dirs(root)
 
     def manifests(folder: Path, task: str) -> list[Path]:
         return sorted(p for p in folder.glob("*.json") if _task(p) == task) if folder.is_dir() else []
