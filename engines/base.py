@@ -60,6 +60,8 @@ class Engine(ABC):
     max_batch: int | None = None
     #: why the loader picked this backend (set by engines.loader.load_engine)
     selection: str = ""
+    #: the model runs on a server: a failed call is the link's or the server's, not a bad input's
+    remote: bool = False
 
     def __init__(self, manifest: Mapping[str, Any], manifest_path: str | Path) -> None:
         self.manifest: dict[str, Any] = dict(manifest)

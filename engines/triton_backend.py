@@ -227,6 +227,7 @@ class TritonEngine(Engine):
     """A model served by Triton, called over gRPC; ``state`` says whether the server is there."""
 
     backend = "triton"
+    remote = True
 
     def __init__(
         self,

@@ -521,7 +521,7 @@ class StreamEngine:
             # a served model is gone (or the server refused this request): these frames are dropped and
             # counted, never scored as zeros; the engine probes and recovers. Locally, an EngineError is
             # a bug (a wrong input) and stops the engine as before.
-            if not (isinstance(err, EngineUnavailableError) or lane.engine.backend == "triton"):
+            if not (isinstance(err, EngineUnavailableError) or lane.engine.remote):
                 raise
             self.scoring_lost += len(batch)
             self.frames_seen += len(batch)
@@ -564,7 +564,7 @@ class StreamEngine:
                 self._segment(lane, prep)
             except EngineError as err:  # a served member gone or refusing: counted, status says why
                 if not (isinstance(err, EngineUnavailableError)
-                        or any(m.backend == "triton" for m in lane.members)):
+                        or any(m.remote for m in lane.members)):
                     log.exception("segmentation lane failed on frame %d", prep.frame.seq)
                 self.seg_lost += 1
             except Exception:
